@@ -1,0 +1,55 @@
+"""`space-scheduler` entry point: builds the parser from the verb modules and turns errors into one line."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from .errors import SchedulerError
+from .redact import redact
+
+# Each module registers its own verbs; a missing optional room must not break the others.
+VERB_MODULES = (
+    "scheduler.commands.queue_cmds",
+    "scheduler.commands.emulator_cmd",
+    "scheduler.commands.worker_cmd",
+    "scheduler.commands.space_cmds",
+    "scheduler.commands.demo_cmd",
+    "scheduler.commands.deploy_cmd",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="space-scheduler",
+        description="On-demand GPU job scheduler for Hugging Face Spaces.",
+    )
+    sub = parser.add_subparsers(dest="verb", metavar="VERB")
+    sub.required = True
+    for name in VERB_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:
+                continue
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.handler(args) or 0)
+    except SchedulerError as exc:
+        print(f"space-scheduler: error: {redact(str(exc))}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("space-scheduler: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
