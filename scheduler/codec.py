@@ -143,7 +143,7 @@ def parse(data: bytes | None, name: str = "tasks.csv") -> Table:
         line = body_lines[i]
         if len(row) != NCOLS:
             raise CSVFormatError(
-                f"expected {NCOLS} fields, found {len(row)}", line, min(len(row), NCOLS) + (len(row) < NCOLS)
+                f"expected {NCOLS} fields, found {len(row)}", line, min(len(row), NCOLS) + 1
             )
         status = row[I_STATUS]
         if status not in _STATUS_VALUES:

@@ -324,7 +324,8 @@ class TaskQueue:
         for attempt in range(self.max_tries):
             with self.store.lock():
                 version, table = self._read()
-                change = transform(table, self.clock())
+                # Whole seconds, as the CSV stores them: what a call returns equals what is read back.
+                change = transform(table, self.clock().replace(microsecond=0))
                 new_table = change.table
                 if new_table is None and not table.legacy and not change.files:
                     return change.result

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -79,10 +80,22 @@ def parse_time(value: str, field_name: str) -> datetime | None:
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
 
+_ulid_lock = threading.Lock()
+_ulid_last = (0, 0)
+
+
 def new_task_id() -> str:
-    """A ULID: sorts by creation time, so ties in `submitted_at` still break in submission order."""
-    ms = time.time_ns() // 1_000_000
-    value = (ms << 80) | int.from_bytes(os.urandom(10), "big")
+    """A monotonic ULID: sorts by creation time, so ties in `submitted_at` break in submission order."""
+    global _ulid_last
+    with _ulid_lock:
+        ms = time.time_ns() // 1_000_000
+        last_ms, last_random = _ulid_last
+        if ms <= last_ms:  # same millisecond (or a clock step back): count up from the last one
+            ms, rand = last_ms, (last_random + 1) % (1 << 80)
+        else:
+            rand = int.from_bytes(os.urandom(10), "big") >> 1  # headroom for counting up
+        _ulid_last = (ms, rand)
+    value = (ms << 80) | rand
     chars = []
     for _ in range(26):
         chars.append(_CROCKFORD[value & 31])
