@@ -326,10 +326,10 @@ class TaskQueue:
                 version, table = self._read()
                 # Whole seconds, as the CSV stores them: what a call returns equals what is read back.
                 change = transform(table, self.clock().replace(microsecond=0))
-                new_table = change.table
-                if new_table is None and not table.legacy and not change.files:
+                new_table = table if change.table is None else change.table
+                # An identical rewrite would be an empty commit (the Hub skips it without checking the parent).
+                if new_table.rows == table.rows and not table.legacy and not change.files:
                     return change.result
-                new_table = table if new_table is None else new_table
                 files = {path: update(self.store.read_at(path, version)) for path, update in change.files.items()}
                 files[self.store.path] = codec.dump(new_table)
                 try:
