@@ -39,7 +39,8 @@ class EmulatedHub:
     ):
         self.data_dir = Path(data_dir).resolve()
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self._dir_lock = FileLock(str(self.data_dir / ".emulator.lock"))
+        # Not thread-local: the lock is taken by the starting thread and released by the server thread.
+        self._dir_lock = FileLock(str(self.data_dir / ".emulator.lock"), thread_local=False)
         try:
             self._dir_lock.acquire(timeout=0)
         except Timeout:

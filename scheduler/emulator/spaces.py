@@ -372,14 +372,14 @@ class SpaceManager:
                 if previous_hw is not None and hw != previous_hw:
                     changes += 1
                 previous_hw = hw
-        cost = {hw: round(s / 3600 * price_per_hour(hw), 8) for hw, s in seconds.items()}
+        cost = {hw: round(s / 3600 * price_per_hour(hw), 10) for hw, s in seconds.items()}
         return {
             "space": space_id,
             "now": now,
             "timeline": timeline,
             "billed_seconds": {k: round(v, 3) for k, v in seconds.items()},
             "cost_usd": cost,
-            "total_cost_usd": round(sum(cost.values()), 8),
+            "total_cost_usd": round(sum(cost.values()), 10),
             "hardware_changes": changes,
             "hardware_requests": state.get("hardwareRequests", 0),
             "current": state["current"],
