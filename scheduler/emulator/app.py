@@ -15,6 +15,7 @@ import re
 import time
 from pathlib import Path
 from typing import Any
+from email.utils import formatdate
 from urllib.parse import quote, unquote
 
 from fastapi import FastAPI, Request
@@ -713,7 +714,7 @@ def create_app(data_dir: str | Path | None = None, *, hub: EmulatedHub | None = 
             events = [{"data": line + "\n", "timestamp": now} for line in text.splitlines()]
         else:
             raise HTTPError(404, f"Unknown log kind {kind!r}")
-        return Response(sse(events), media_type="text/event-stream")
+        return _sse_response(events)
 
     # -- Jobs -----------------------------------------------------------------------------------------
     @app.get("/api/jobs/hardware")
@@ -766,9 +767,13 @@ def create_app(data_dir: str | Path | None = None, *, hub: EmulatedHub | None = 
         job_ns(request, ns)
         job_or_404(ns, job_id)
         tail = request.query_params.get("tail")
-        return Response(sse(jobs.log_events(job_id, int(tail) if tail else None)), media_type="text/event-stream")
+        return _sse_response(jobs.log_events(job_id, int(tail) if tail else None))
 
     return app
+
+
+def _sse_response(events: list[dict]) -> Response:
+    return Response(sse(events), media_type="text/event-stream", headers={"Date": formatdate(usegmt=True)})
 
 
 def _tree_oid(tree: dict, folder: str) -> str:
