@@ -358,6 +358,25 @@ def create_app(data_dir: str | Path | None = None, *, hub: EmulatedHub | None = 
             info = {k: v for k, v in info.items() if k in expand or k == "id"}
         return info
 
+    @app.get("/api/{rtype:rtype}")
+    def _list_repos(request: Request, rtype: str):
+        q = request.query_params
+        author, search = q.get("author"), (q.get("search") or "").lower()
+        limit = int(q.get("limit") or 1000)
+        out = []
+        for repo in store.list(rtype):
+            if author and repo.ns != author:
+                continue
+            if search and search not in repo.id.lower():
+                continue
+            try:
+                out.append(repo_json(request, rtype, repo.id, "main", []))
+            except StoreError:
+                continue  # private to someone else, or deleted meanwhile
+            if len(out) >= limit:
+                break
+        return out
+
     @app.get("/api/{rtype:rtype}/{ns}/{name}")
     def _repo_info(request: Request, rtype: str, ns: str, name: str):
         return repo_json(request, rtype, f"{ns}/{name}", "main", request.query_params.getlist("expand"))

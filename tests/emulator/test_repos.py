@@ -152,3 +152,9 @@ def test_branches_and_super_squash(hf_api, dataset):
     hf_api.super_squash_history(dataset, repo_type="dataset")
     assert len(hf_api.list_repo_commits(dataset, repo_type="dataset")) == 1
     assert {b.name for b in hf_api.list_repo_refs(dataset, repo_type="dataset").branches} == {"main", "dev"}
+
+
+def test_list_datasets_filters_by_author(hf_api, dataset):
+    hf_api.create_repo("other/thing", repo_type="dataset")
+    assert [d.id for d in hf_api.list_datasets(author="demo")] == [dataset]
+    assert {d.id for d in hf_api.list_datasets(search="thing")} == {"other/thing"}
