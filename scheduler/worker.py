@@ -104,7 +104,7 @@ class Worker:
     def __init__(self, queue: TaskQueue, controller, callback: str, *, token: str | None = None,
                  endpoint: str | None = None, work_dir: str | os.PathLike | None = None,
                  config: WorkerConfig = WorkerConfig(), name: str | None = None,
-                 clock: Callable[[], datetime] = utcnow):
+                 clock: Callable[[], datetime] = utcnow, say: Callable[[str], None] | None = None):
         self.queue = queue
         self.controller = controller
         self.callback = callback
@@ -121,6 +121,8 @@ class Worker:
         self.id = name or worker_id(space)
         self.home = f"{space}/" if space else None
         self.clock = clock
+        self._say_to = say
+        self._last_said = ""
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._stop_reason = ""
@@ -191,6 +193,12 @@ class Worker:
         with self._status_lock:
             self._status.update(changes)
 
+    def _say(self, message: str) -> None:
+        """One line for the Space's logs; repeated lines (a serving loop) are said once."""
+        if self._say_to is not None and message != self._last_said:
+            self._last_said = message
+            self._say_to(redact(message))
+
     # ------------------------------------------------------------ the loop
 
     def run(self, *, once: bool = False, until_idle: bool = False) -> Action | None:
@@ -229,6 +237,7 @@ class Worker:
                                   switch_age_s=self._switch_age(runtime), policy=self.policy)
         self._set(action=type(action).__name__, reason=action.reason, decided_at=format_time(self.clock()),
                   runtime=runtime.to_dict(), state=_STATE[type(action)])
+        self._say(f"{type(action).__name__}: {action.reason}")
         if isinstance(action, RunTask):
             self._drain(None if runtime.local else action.flavor, runtime)
         elif isinstance(action, RequestHardware):
@@ -263,6 +272,7 @@ class Worker:
 
     def _switch(self, flavor: str, sleep_time: int | None) -> None:
         self._set(state="switching", target=flavor)
+        self._say(f"requesting {flavor}" + (f" (sleep time {sleep_time}s)" if sleep_time else ""))
         # Set before asking: on a Space the restart (SIGTERM) may arrive before the answer does.
         self._handing_over = flavor
         try:
@@ -357,6 +367,7 @@ class Worker:
             elif outcome.get("ok") and stop_reason is None:
                 self.queue.complete(task.id, self.id, outcome.get("result") or None, **costs)
                 log.write(f"done in {seconds:.1f}s")
+                self._say(f"task {task.id} done in {seconds:.1f}s")
                 self._set(done=self._status["done"] + 1)
             else:
                 error = stop_reason or outcome.get("error") or "the callback failed"
@@ -367,6 +378,7 @@ class Worker:
                 delay = 0.0 if interrupted else self.config.retry_delay_s
                 updated = self.queue.fail(task.id, self.id, redact(error), retry=retry, retry_delay_s=delay, **costs)
                 log.write(f"failed ({updated.status.value}): {error}")
+                self._say(f"task {task.id} failed ({updated.status.value}): {error}")
                 self._set(failed=self._status["failed"] + 1, last_error=redact(f"{task.id}: {error}"))
         except LeaseLost as exc:
             log.write(f"not recorded: {exc}")
