@@ -8,6 +8,7 @@ emulator stopped is marked ERROR on the next start.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import secrets as _secrets
@@ -223,17 +224,11 @@ def _label_match(labels: dict, selector: str) -> bool:
 
 
 def _user_id(name: str) -> str:
-    import hashlib
-
     return hashlib.sha1(name.encode()).hexdigest()[:24]
 
 
 def sse(events: list[dict]) -> bytes:
     return b"".join(b"data: " + json.dumps(e).encode() + b"\n\n" for e in events)
-
-
-def job_env_keys(job: dict) -> list[str]:
-    return sorted((job.get("environment") or {}).keys())
 
 
 __all__ = ["JobRunner", "JobNotFound", "TERMINAL", "sse"]
