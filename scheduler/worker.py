@@ -351,6 +351,9 @@ class Worker:
         finally:
             beat.stop()
             outcome = process.finish()
+        if stop_reason is None and self._stop.is_set() and not outcome.get("ok"):
+            # The signal that stopped the worker reached the callback first (same process group).
+            stop_reason = f"interrupted: the worker was stopped ({self._stop_reason})"
         seconds = time.monotonic() - started
         cost = round(seconds / 3600 * self.controller.price(flavor), 6)
         self._record(task, outcome, stop_reason, beat, seconds, cost, log)

@@ -15,7 +15,7 @@ def ok(task, ctx):
         ctx.progress((i + 1) / steps, f"step {i + 1}/{steps}")
         time.sleep(float(task.params.get("sleep", 0.05)))
     ctx.log(f"trained {task.model_id} on {task.dataset_id}")
-    return {"steps": steps, "attempt": task.attempts}
+    return {"steps": steps, "attempt": task.attempts, "hardware": os.environ.get("SPACE_HARDWARE")}
 
 
 def boom(task, ctx):

@@ -40,7 +40,7 @@ def test_a_local_worker_runs_every_task_by_priority_then_age(tmp_path):
     assert {t.status for t in done.values()} == {Status.DONE}
     assert done[high.id].started_at <= done[low.id].started_at
     for task in done.values():
-        assert task.result == {"steps": 2, "attempt": 1}
+        assert task.result["steps"] == 2 and task.result["attempt"] == 1
         assert task.gpu_seconds > 0 and task.cost_usd == 0
     assert read_progress(low.id, worker.work_dir)["fraction"] == 1.0
     assert any("trained owner/model" in line for line in tail_log(low.id, 20, worker.work_dir))

@@ -1,0 +1,91 @@
+"""The worker as a Space's app on the emulator: hardware goes up once per burst and always comes down."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+from scheduler.tasks import Status
+
+from .conftest import BOOT_DELAY, statuses, wait_for
+
+
+def test_a_burst_of_ten_tasks_costs_one_boot_up_and_one_down(rig):
+    rig.start()
+    rig.add(10, params={"steps": 2, "sleep": 0.05})
+    tasks = rig.wait_all_final()
+    rig.wait_settled("cpu-basic")
+    assert statuses(tasks) == {Status.DONE}
+    assert all(t.result["hardware"] == "t4-small" and t.attempts == 1 for t in tasks)
+    bill = rig.billing()
+    assert bill["hardware_changes"] == 2, bill["timeline"]
+    assert rig.flavors_visited() == ["cpu-basic", "t4-small", "cpu-basic"]
+    training = sum(t.gpu_seconds for t in tasks)
+    assert bill["billed_seconds"]["t4-small"] <= training + BOOT_DELAY + 5, (bill["billed_seconds"], training)
+    assert all(t.cost_usd > 0 for t in tasks)
+
+
+def test_tasks_for_two_gpus_run_each_on_its_flavor_without_visiting_the_cpu_between(rig):
+    rig.start()
+    rig.add(2, "t4-medium")
+    rig.add(2, "a10g-small")
+    tasks = rig.wait_all_final()
+    rig.wait_settled("cpu-basic")
+    assert statuses(tasks) == {Status.DONE}
+    assert all(t.result["hardware"] == t.hardware for t in tasks)
+    assert rig.flavors_visited() == ["cpu-basic", "t4-medium", "a10g-small", "cpu-basic"]
+
+
+def test_failures_timeouts_and_a_cancelled_stubborn_task_leave_the_space_on_cpu(rig):
+    rig.start()
+    failing = rig.add(params={"kind": "boom"}, max_attempts=2, priority=4)[0]
+    flaky = rig.add(params={"kind": "flaky"}, max_attempts=3, priority=3)[0]
+    slow = rig.add(params={"kind": "stubborn"}, timeout_s=2, priority=2)[0]
+    stuck = rig.add(params={"kind": "stubborn"}, timeout_s=600, priority=1)[0]
+    fine = rig.add(2, params={"steps": 1})
+    wait_for(lambda: rig.queue.get(stuck.id).status is Status.RUNNING, 90, "the stubborn task to start")
+    rig.queue.cancel(stuck.id, "not needed any more")
+    tasks = {t.id: t for t in rig.wait_all_final()}
+    rig.wait_settled("cpu-basic")
+    assert tasks[failing.id].status is Status.FAILED and "exploded on purpose" in tasks[failing.id].error
+    assert tasks[failing.id].attempts == 2
+    assert tasks[flaky.id].status is Status.DONE and tasks[flaky.id].result["recovered_on_attempt"] == 2
+    assert tasks[slow.id].status is Status.FAILED and "timed out" in tasks[slow.id].error
+    assert tasks[stuck.id].status is Status.CANCELLED
+    assert all(tasks[t.id].status is Status.DONE and tasks[t.id].attempts == 1 for t in fine)
+    assert rig.flavors_visited() == ["cpu-basic", "t4-small", "cpu-basic"]
+
+
+def test_a_worker_killed_mid_task_is_recovered_after_its_lease_and_the_gpu_released(rig):
+    rig.start()
+    victim = rig.add(params={"steps": 40, "sleep": 0.1})[0]
+    bystander = rig.add(params={"steps": 1}, priority=-1)[0]
+    wait_for(lambda: rig.queue.get(victim.id).status is Status.RUNNING, 60, "the task to start")
+    os.kill(rig.worker_pid(), signal.SIGKILL)
+    wait_for(lambda: rig.runtime().stage == "RUNTIME_ERROR", 30, "the Space to report the crash")
+    assert rig.runtime().hardware == "t4-small"
+    # The Hub does not restart a crashed app; its owner (or a watchdog) does.
+    rig.api.restart_space(rig.space)
+    tasks = {t.id: t for t in rig.wait_all_final()}
+    rig.wait_settled("cpu-basic")
+    assert tasks[victim.id].status is Status.DONE and tasks[victim.id].attempts == 2
+    assert tasks[bystander.id].status is Status.DONE and tasks[bystander.id].attempts == 1
+
+
+def test_the_workers_token_appears_in_no_log_csv_error_or_emulator_file(rig):
+    rig.start()
+    leak = rig.add(params={"kind": "leaky"}, max_attempts=1)[0]
+    rig.add(params={"steps": 1})
+    tasks = {t.id: t for t in rig.wait_all_final()}
+    rig.wait_settled("cpu-basic")
+    assert tasks[leak.id].status is Status.FAILED and "PermissionError: denied for token ***" in tasks[leak.id].error
+    searched = 0
+    for root in (rig.work_dir, rig.emulator.data_dir):
+        for path in root.rglob("*"):
+            if not path.is_file() or path.name == "space.json":  # the Hub keeps the secret itself, as it must
+                continue
+            searched += 1
+            assert rig.token.encode() not in path.read_bytes(), path
+    assert searched > 5
+    assert "my token is ***" in (rig.work_dir / "logs" / f"{leak.id}.log").read_text()
+    assert "worker:" in rig.space_log()
