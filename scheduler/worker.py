@@ -445,8 +445,11 @@ class Worker:
             ids = tuple(t.id for t in sorted(tasks, key=Task.sort_key)[:1])
             self._forced = GiveUp(runtime.hardware, ids, f"crash loop: the Space started {boots - 1} times on "
                                   f"{runtime.hardware} without finishing a task", retry=False)
-            state["boots"] = {"flavor": runtime.hardware, "count": 0}
-            self._save_state(state)
+            # The count is kept when there is nothing to fail yet (the culprit's lease is still live):
+            # the next boot on this flavor, once it is claimable, fails it.
+            if ids:
+                state["boots"] = {"flavor": runtime.hardware, "count": 0}
+                self._save_state(state)
 
     def _note_progress(self) -> None:
         state = self._load_state()

@@ -106,6 +106,8 @@ def _api(args):
 
     ensure_http_timeout()
     register_secret(args.token)
+    # Read now, not at import: the client fixes its default endpoint when first imported.
+    args.endpoint = args.endpoint or os.environ.get("HF_ENDPOINT") or None
     return HfApi(token=args.token, endpoint=args.endpoint)
 
 

@@ -7,7 +7,7 @@ import os
 import sys
 import time
 
-from ..errors import UserError
+from ..errors import SchedulerError, UserError
 from .common import add_queue_options, open_queue
 
 
@@ -58,6 +58,8 @@ def build_worker(args):
     from ..worker import Worker, WorkerConfig
 
     args.token = _token(args)
+    # Read now, not at import: the client fixes its default endpoint when first imported.
+    args.endpoint = args.endpoint or os.environ.get("HF_ENDPOINT") or None
     queue = open_queue(args)
     if args.hardware == "local":
         controller = LocalController()
@@ -80,10 +82,17 @@ def _say(message: str) -> None:
 
 
 def cmd_worker(args) -> int:
+    from huggingface_hub.errors import HfHubHTTPError
+
+    from ..hub import describe
+
     worker = build_worker(args)
     worker.install_signal_handlers()
     _say(f"{worker.id} on {worker.controller!r}, queue {worker.queue.store.describe()}")
-    worker.run(once=args.once, until_idle=args.until_idle)
+    try:
+        worker.run(once=args.once, until_idle=args.until_idle)
+    except HfHubHTTPError as exc:
+        raise SchedulerError(f"the worker stopped: {describe(exc)}") from None
     status = worker.status()
     _say(f"stopped ({status.get('stop_reason') or status.get('reason')}); "
          f"{status['done']} done, {status['failed']} failed")

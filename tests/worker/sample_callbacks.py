@@ -58,3 +58,10 @@ def crash_worker(task, ctx):
         os.kill(os.getppid(), signal.SIGKILL)
         time.sleep(30)
     return {"survived_on_attempt": task.attempts}
+
+
+def crash_always(task, ctx):
+    import signal
+
+    os.kill(os.getppid(), signal.SIGKILL)
+    time.sleep(30)

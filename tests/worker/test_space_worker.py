@@ -89,3 +89,19 @@ def test_the_workers_token_appears_in_no_log_csv_error_or_emulator_file(rig):
     assert searched > 5
     assert "my token is ***" in (rig.work_dir / "logs" / f"{leak.id}.log").read_text()
     assert "worker:" in rig.space_log()
+
+
+def test_a_task_that_keeps_killing_the_space_is_failed_by_the_crash_loop_guard(rig):
+    rig.start("crash_always", "--crash-loop-boots", "2")
+    culprit = rig.add(max_attempts=10)[0]
+
+    def restart_if_crashed():
+        if rig.runtime().stage == "RUNTIME_ERROR":
+            rig.api.restart_space(rig.space)  # a watchdog restarting the crashed app
+        return rig.queue.get(culprit.id).is_terminal
+
+    wait_for(restart_if_crashed, 120, "the guard to fail the task", every=0.3)
+    rig.wait_settled("cpu-basic")
+    culprit = rig.queue.get(culprit.id)
+    assert culprit.status is Status.FAILED and "crash loop" in culprit.error
+    assert culprit.attempts < culprit.max_attempts
