@@ -109,3 +109,20 @@ def test_sigterm_mid_task_releases_the_gpu_and_puts_the_task_back(emulator, hf_a
     assert [t.status for t in queue.list()] == [Status.CANCELLED, Status.DONE]
     runtime = hf_api.get_space_runtime("demo/remote")
     assert runtime.hardware == runtime.requested_hardware == "cpu-basic"
+
+
+def test_a_task_for_an_unknown_flavor_is_failed_without_touching_the_hardware(emulator, hf_api, tmp_path):
+    from scheduler.hardware import SpaceController
+    from scheduler.worker import Worker, WorkerConfig
+
+    hf_api.create_repo("demo/strict", repo_type="space", space_sdk="gradio")
+    wait_for(lambda: hf_api.get_space_runtime("demo/strict").stage == "RUNNING", 10, "the Space to build")
+    queue = TaskQueue.open(str(tmp_path / "queue"))
+    odd = queue.add(Task.new("demo/m", "demo/d", "t4-small").replace(hardware="h9000"))
+    controller = SpaceController("demo/strict", api=hf_api, poll_s=0.1)
+    worker = Worker(queue, controller, f"{CALLBACKS}:ok", work_dir=tmp_path / "w",
+                    config=WorkerConfig(lease_s=5, poll_s=0.1))
+    worker.run(until_idle=True)
+    odd = queue.get(odd.id)
+    assert odd.status is Status.FAILED and "'h9000' is not a Space hardware flavor" in odd.error
+    assert emulator.billing("demo/strict")["hardware_requests"] == 0

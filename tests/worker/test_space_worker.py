@@ -23,6 +23,7 @@ def test_a_burst_of_ten_tasks_costs_one_boot_up_and_one_down(rig):
     training = sum(t.gpu_seconds for t in tasks)
     assert bill["billed_seconds"]["t4-small"] <= training + BOOT_DELAY + 5, (bill["billed_seconds"], training)
     assert all(t.cost_usd > 0 for t in tasks)
+    assert rig.runtime().sleep_time >= 3600  # the GPU was asked for with a sleep time as a safety net
 
 
 def test_tasks_for_two_gpus_run_each_on_its_flavor_without_visiting_the_cpu_between(rig):
