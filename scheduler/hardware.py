@@ -224,9 +224,14 @@ class SpaceController:
                     return current
             except Exception:
                 pass  # a failed poll is not an answer; keep polling until the deadline
-            if should_stop() or time.monotonic() >= end:
-                return None
-            self._sleep(min(self.poll_s, max(0.0, end - time.monotonic())))
+            pause_until = min(end, time.monotonic() + self.poll_s)
+            while True:
+                # Short naps: a stopping worker (SIGTERM) has only seconds before it is killed.
+                if should_stop() or time.monotonic() >= end:
+                    return None
+                if time.monotonic() >= pause_until:
+                    break
+                self._sleep(min(0.1, max(0.0, pause_until - time.monotonic())))
 
 
 class LocalController:

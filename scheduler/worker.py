@@ -241,7 +241,8 @@ class Worker:
         if isinstance(action, RunTask):
             self._drain(None if runtime.local else action.flavor, runtime)
         elif isinstance(action, RequestHardware):
-            self._switch(action.flavor, self._sleep_time(action.flavor))
+            paid = is_paid(action.flavor, self.policy.idle_flavor)
+            self._switch(action.flavor, self._sleep_time(action.flavor) if paid else None)
         elif isinstance(action, Downgrade):
             self._switch(self.policy.idle_flavor, None)
         elif isinstance(action, GiveUp):
