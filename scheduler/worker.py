@@ -27,12 +27,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
 
+from huggingface_hub.errors import HfHubHTTPError
+
 from . import decide as rules
-from .callbacks import CallbackProcess, TaskLog, TaskFiles, default_work_dir, read_progress, write_json_atomic
+from .callbacks import CallbackProcess, TaskFiles, TaskLog, default_work_dir, read_progress, write_json_atomic
 from .decide import Action, Downgrade, GiveUp, Policy, RequestHardware, RunTask, Serve, Wait
 from .errors import LeaseLost
 from .hardware import ERROR_STAGES, Runtime, is_paid
-from .hub import describe
+from .hub import RETRY_STATUSES, describe, status_of
 from .queue import TaskCancelled, TaskQueue
 from .redact import redact, register_secret
 from .tasks import ACTIVE_STATUSES, Task, format_time, utcnow
@@ -212,10 +214,13 @@ class Worker:
                     action = self.step()
                     errors = 0
                 except Exception as exc:
-                    # A Hub hiccup must not end the loop; a persistent failure must (and release).
+                    # A Hub hiccup must not end the loop. A lasting one ends it on paid hardware, so
+                    # that `release()` gets its chance; on the idle flavor waiting costs nothing.
                     errors += 1
                     self._set(state="error", last_error=redact(describe(exc)))
-                    if once or errors >= self.config.max_step_errors:
+                    last = self._status.get("runtime") or {}
+                    on_paid = is_paid(last.get("hardware") or last.get("requested_hardware"), self.policy.idle_flavor)
+                    if once or (errors >= self.config.max_step_errors and (on_paid or not last)):
                         raise
                     self._wake.wait(min(self.config.poll_s, 0.5 * 2**errors))
                     continue
@@ -231,9 +236,10 @@ class Worker:
         runtime = self.controller.runtime()
         action = self._forced
         self._forced = None
+        tasks = self.queue.list(ACTIVE_STATUSES)
+        now = self.clock()
         if action is None:
-            tasks = self.queue.list(ACTIVE_STATUSES)
-            action = rules.decide(runtime, tasks, self.clock(), worker=self.id, home=self.home,
+            action = rules.decide(runtime, tasks, now, worker=self.id, home=self.home,
                                   switch_age_s=self._switch_age(runtime), policy=self.policy)
         self._set(action=type(action).__name__, reason=action.reason, decided_at=format_time(self.clock()),
                   runtime=runtime.to_dict(), state=_STATE[type(action)])
@@ -242,7 +248,15 @@ class Worker:
             self._drain(None if runtime.local else action.flavor, runtime)
         elif isinstance(action, RequestHardware):
             paid = is_paid(action.flavor, self.policy.idle_flavor)
-            self._switch(action.flavor, self._sleep_time(action.flavor) if paid else None)
+            try:
+                self._switch(action.flavor, self._sleep_time(action.flavor) if paid else None)
+            except HfHubHTTPError as exc:
+                if not 400 <= (status_of(exc) or 0) < 500 or status_of(exc) in RETRY_STATUSES:
+                    raise
+                # Refused (no payment method, a token without write access, no such flavor here):
+                # asking again would be refused again, so its tasks back off like any failure.
+                ids = tuple(t.id for t in tasks if t.hardware == action.flavor and rules.runnable(t, now, self.id))
+                self._give_up(GiveUp(action.flavor, ids, f"the Hub refused {action.flavor}: {describe(exc)}"), runtime)
         elif isinstance(action, Downgrade):
             self._switch(self.policy.idle_flavor, None)
         elif isinstance(action, GiveUp):

@@ -126,3 +126,31 @@ def test_a_task_for_an_unknown_flavor_is_failed_without_touching_the_hardware(em
     odd = queue.get(odd.id)
     assert odd.status is Status.FAILED and "'h9000' is not a Space hardware flavor" in odd.error
     assert emulator.billing("demo/strict")["hardware_requests"] == 0
+
+
+def test_a_hardware_request_the_hub_refuses_backs_its_tasks_off_and_is_not_repeated(emulator, hf_api, tmp_path):
+    import httpx2
+    from huggingface_hub.errors import HfHubHTTPError
+
+    from scheduler.hardware import SpaceController
+    from scheduler.worker import Worker, WorkerConfig
+
+    class NoPaymentMethod(SpaceController):
+        """The Hub's answer to a GPU request from an account without a payment method."""
+
+        def request(self, flavor, sleep_time=None):
+            request = httpx2.Request("POST", f"{emulator.url}/api/spaces/{self.space_id}/hardware")
+            raise HfHubHTTPError("402 Payment Required: add a payment method",
+                                 response=httpx2.Response(402, request=request))
+
+    hf_api.create_repo("demo/unpaid", repo_type="space", space_sdk="gradio")
+    wait_for(lambda: hf_api.get_space_runtime("demo/unpaid").stage == "RUNNING", 10, "the Space to build")
+    queue = TaskQueue.open(str(tmp_path / "queue"))
+    task = queue.add(Task.new("demo/m", "demo/d", "a100-large", max_attempts=2))
+    worker = Worker(queue, NoPaymentMethod("demo/unpaid", api=hf_api, poll_s=0.1), f"{CALLBACKS}:ok",
+                    work_dir=tmp_path / "w", config=WorkerConfig(lease_s=5, poll_s=0.1, retry_delay_s=0))
+    worker.run(until_idle=True)
+    task = queue.get(task.id)
+    assert task.status is Status.FAILED and task.attempts == 2
+    assert "the Hub refused a100-large" in task.error and "402" in task.error
+    assert hf_api.get_space_runtime("demo/unpaid").hardware == "cpu-basic"
