@@ -10,7 +10,9 @@ Rules, in order:
    the Hub refused it (an error stage) or it has been pending longer than
    `Policy.request_deadline_s`: the runnable tasks for that flavor are failed *with retry* (the
    queue's backoff; their attempts are bounded by max_attempts, so a flavor that never comes
-   fails them for good) and the Space goes back to the idle flavor.
+   fails them for good) and the Space goes back to the idle flavor. A request the Hub answers
+   with a 4xx (no payment method, a read-only token) never starts a change; the worker gives it
+   up the same way when the request is refused.
 4. Runnable tasks for the current flavor run first (priority, then age), so a burst costs one
    boot up and one boot down.
 5. Runnable tasks for another flavor: request it, straight from one GPU to another (a detour
