@@ -71,3 +71,11 @@ class AmbiguousWrite(Conflict):
 
 class StoreError(SchedulerError):
     """The store could not be read or written (after retries)."""
+
+
+class Unavailable(StoreError):
+    """The store answered 429/5xx or not at all; nothing was changed. Try again after `retry_after` seconds."""
+
+    def __init__(self, message: str, retry_after: float | None = None):
+        self.retry_after = retry_after
+        super().__init__(message)

@@ -14,7 +14,7 @@ from typing import Any, Callable, Generic, Iterable, Mapping, Sequence, TypeVar
 
 from . import codec
 from .codec import Table
-from .errors import AmbiguousWrite, Conflict, InvalidTransition, LeaseLost, StoreError, TaskNotFound
+from .errors import AmbiguousWrite, Conflict, InvalidTransition, LeaseLost, StoreError, TaskNotFound, Unavailable
 from .stores import Store, open_store
 from .tasks import ACTIVE_STATUSES, TERMINAL_STATUSES, Status, Task, utcnow
 
@@ -253,12 +253,31 @@ def _clip(text: str) -> str:
 # ---------------------------------------------------------------- the queue
 
 
+class _Outage:
+    """How long to wait while the store is unavailable: its Retry-After, else jittered backoff, up to a deadline."""
+
+    def __init__(self, deadline_s: float):
+        self.start = time.monotonic()
+        self.deadline_s = deadline_s
+        self.tries = 0
+
+    def next_wait(self, exc: Unavailable) -> float:
+        elapsed = time.monotonic() - self.start
+        if elapsed > self.deadline_s:
+            raise StoreError(f"store unavailable for {elapsed:.0f}s: {exc}") from exc
+        self.tries += 1
+        if exc.retry_after is not None:
+            return exc.retry_after + random.uniform(0, 0.1)
+        return random.uniform(0, min(8.0, 0.25 * 2**self.tries))
+
+
 class TaskQueue:
     """The queue over any Store. Safe to use from many threads, processes and machines at once."""
 
     def __init__(self, store: Store, *, clock: Callable[[], datetime] = utcnow, max_tries: int = 200,
-                 sleep: Callable[[float], None] = time.sleep):
+                 sleep: Callable[[float], None] = time.sleep, unavailable_deadline_s: float = 300.0):
         self.store = store
+        self.unavailable_deadline_s = unavailable_deadline_s
         self.clock = clock
         self.max_tries = max_tries
         self._sleep = sleep
@@ -268,7 +287,7 @@ class TaskQueue:
     @classmethod
     def open(cls, url: str, *, token: str | None = None, endpoint: str | None = None, **options: Any) -> "TaskQueue":
         """`hf://datasets/OWNER/NAME[/path/tasks.csv]`, a folder path, or `memory://`."""
-        queue_options = {k: options.pop(k) for k in ("clock", "max_tries", "sleep") if k in options}
+        queue_options = {k: options.pop(k) for k in ("clock", "max_tries", "sleep", "unavailable_deadline_s") if k in options}
         return cls(open_store(url, token=token, endpoint=endpoint, **options), **queue_options)
 
     def __repr__(self) -> str:
@@ -287,7 +306,7 @@ class TaskQueue:
         return snapshot.version, table
 
     def table(self) -> Table:
-        return self._read()[1]
+        return self._available(self._read)[1]
 
     def get(self, task_id: str) -> Task:
         return _get(self.table(), task_id)[1]
@@ -321,23 +340,28 @@ class TaskQueue:
 
     def transact(self, transform: Transform[R], message: str) -> R:
         """Read, apply the pure transform, write only if the store has not moved; else re-read and re-apply."""
+        outage: _Outage | None = None
         for attempt in range(self.max_tries):
+            wait: float | None = None
             with self.store.lock():
-                version, table = self._read()
-                # Whole seconds, as the CSV stores them: what a call returns equals what is read back.
-                change = transform(table, self.clock().replace(microsecond=0))
-                new_table = table if change.table is None else change.table
-                # An identical rewrite would be an empty commit (the Hub skips it without checking the parent).
-                if new_table.rows == table.rows and not table.legacy and not change.files:
-                    return change.result
-                files = {path: update(self.store.read_at(path, version)) for path, update in change.files.items()}
-                files[self.store.path] = codec.dump(new_table)
                 try:
+                    version, table = self._read()
+                    # Whole seconds, as the CSV stores them: what a call returns equals what is read back.
+                    change = transform(table, self.clock().replace(microsecond=0))
+                    new_table = table if change.table is None else change.table
+                    # An identical rewrite would be an empty commit (the Hub skips it without checking the parent).
+                    if new_table.rows == table.rows and not table.legacy and not change.files:
+                        return change.result
+                    files = {path: update(self.store.read_at(path, version)) for path, update in change.files.items()}
+                    files[self.store.path] = codec.dump(new_table)
                     new_version = self.store.write(files, expected=version, message=message)
+                except Unavailable as exc:
+                    outage = outage or _Outage(self.unavailable_deadline_s)
+                    wait = outage.next_wait(exc)
                 except AmbiguousWrite:
                     self.stats["ambiguous"] += 1
                     self._cached = None
-                    continue
+                    continue  # re-read at once: the write may be there already
                 except Conflict:
                     self.stats["conflicts"] += 1
                     self._cached = None
@@ -345,8 +369,19 @@ class TaskQueue:
                     self.stats["writes"] += 1
                     self._cached = (new_version, Table(new_table.rows, new_table.lines, False, new_table._index))
                     return change.result
-            self._sleep(random.uniform(0, min(2.0, 0.02 * 2**attempt)))
+            # Back off with the lock released, so other writers on this machine are not held up by our wait.
+            self._sleep(wait if wait is not None else random.uniform(0, min(2.0, 0.02 * 2**attempt)))
         raise StoreError(f"{self.store.describe()}: gave up after {self.max_tries} conflicting writes ({message})")
+
+    def _available(self, fn: Callable[[], R]) -> R:
+        """Run a read, waiting out 429/5xx/network failures until the outage deadline."""
+        outage: _Outage | None = None
+        while True:
+            try:
+                return fn()
+            except Unavailable as exc:
+                outage = outage or _Outage(self.unavailable_deadline_s)
+                self._sleep(outage.next_wait(exc))
 
     def init(self) -> bool:
         """Create the queue file (and, on the Hub, a private dataset) if missing. True if this call created it."""
@@ -355,7 +390,7 @@ class TaskQueue:
             ensure()
         for _ in range(self.max_tries):
             with self.store.lock():
-                snapshot = self.store.read()
+                snapshot = self._available(self.store.read)
                 if snapshot.data is not None:
                     codec.parse(snapshot.data, self.store.path)  # an existing file must already be a queue
                     return False

@@ -15,7 +15,7 @@ from typing import ContextManager, Mapping, Protocol
 
 from filelock import FileLock, Timeout
 
-from .errors import AmbiguousWrite, Conflict, StoreError, UserError
+from .errors import AmbiguousWrite, Conflict, StoreError, Unavailable, UserError
 
 LOCK_TIMEOUT_S = 300.0
 
@@ -217,12 +217,23 @@ class HubStore:
 
         return hub.with_retries(fn, what, deadline_s=self.retry_deadline_s)
 
+    def _once(self, fn, what: str):
+        """One request; a transient failure becomes Unavailable so the caller can wait without holding locks."""
+        from . import hub
+
+        try:
+            return fn()
+        except Exception as exc:
+            if hub.is_transient(exc):
+                raise Unavailable(f"{what}: {hub.describe(exc)}", hub.retry_after_s(exc)) from None
+            raise
+
     def read(self) -> Snapshot:
         from huggingface_hub import get_hf_file_metadata
         from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError
 
         try:
-            meta = self._retrying(
+            meta = self._once(
                 lambda: get_hf_file_metadata(self._url(self.path, "main"), token=self.token, timeout=self.timeout),
                 f"reading {self.describe()}",
             )
@@ -234,7 +245,7 @@ class HubStore:
         except EntryNotFoundError as exc:
             sha = exc.response.headers.get("X-Repo-Commit") if getattr(exc, "response", None) is not None else None
             if not sha:
-                sha = self._retrying(
+                sha = self._once(
                     lambda: self.api.repo_info(self.repo_id, repo_type=self.repo_type, expand=["sha"]).sha,
                     f"reading the head of {self.repo_id}",
                 )
@@ -265,49 +276,42 @@ class HubStore:
                 return None
             return response.content
 
-        data = self._retrying(fetch, f"downloading {path} at {version[:8]}")
+        data = self._once(fetch, f"downloading {path} at {version[:8]}")
         if path == self.path:
             self._cache = (version, path, data)
         return data
 
     def write(self, files: Mapping[str, bytes], *, expected: str | None, message: str) -> str:
-        import time
-
         from huggingface_hub import CommitOperationAdd
         from huggingface_hub.errors import HfHubHTTPError
 
         from . import hub
 
         operations = [CommitOperationAdd(path_in_repo=p, path_or_fileobj=data) for p, data in files.items()]
-        attempt = 0
-        while True:
-            try:
-                info = self.api.create_commit(
-                    self.repo_id,
-                    operations,
-                    commit_message=message,
-                    repo_type=self.repo_type,
-                    parent_commit=expected,
-                )
-            except HfHubHTTPError as exc:
-                status = hub.status_of(exc)
-                if status == 412:
-                    raise Conflict(f"{self.describe()} moved since {str(expected)[:8]}") from None
-                if status == 429 and attempt < 8:
-                    # Rate-limited commits were refused, not applied: waiting and resending is safe.
-                    wait = hub.retry_after_s(exc)
-                    time.sleep(hub.backoff_delay(attempt) if wait is None else wait)
-                    attempt += 1
-                    continue
-                if status in hub.RETRY_STATUSES:
-                    raise AmbiguousWrite(f"commit to {self.describe()}: {hub.describe(exc)}") from None
-                raise StoreError(f"commit to {self.describe()} refused: {hub.describe(exc)}") from None
-            except hub.NETWORK_ERRORS as exc:
+        try:
+            info = self.api.create_commit(
+                self.repo_id,
+                operations,
+                commit_message=message,
+                repo_type=self.repo_type,
+                parent_commit=expected,
+            )
+        except HfHubHTTPError as exc:
+            status = hub.status_of(exc)
+            if status == 412:
+                raise Conflict(f"{self.describe()} moved since {str(expected)[:8]}") from None
+            if status == 429:
+                # A rate-limited commit was refused, not applied: safe to resend after the wait.
+                raise Unavailable(f"commit to {self.describe()}: {hub.describe(exc)}", hub.retry_after_s(exc)) from None
+            if status in hub.RETRY_STATUSES:
                 raise AmbiguousWrite(f"commit to {self.describe()}: {hub.describe(exc)}") from None
-            version = info.oid
-            if self.path in files:
-                self._cache = (version, self.path, files[self.path])
-            return version
+            raise StoreError(f"commit to {self.describe()} refused: {hub.describe(exc)}") from None
+        except hub.NETWORK_ERRORS as exc:
+            raise AmbiguousWrite(f"commit to {self.describe()}: {hub.describe(exc)}") from None
+        version = info.oid
+        if self.path in files:
+            self._cache = (version, self.path, files[self.path])
+        return version
 
     @contextlib.contextmanager
     def lock(self):
