@@ -153,7 +153,8 @@ def _short(value, limit: int = 40) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def print_table(rows: list[dict], columns, out=sys.stdout) -> None:
+def print_table(rows: list[dict], columns, out=None) -> None:
+    out = out or sys.stdout  # looked up at call time: stdout may have been replaced since import
     widths = {c: max([len(c)] + [len(str(r[c])) for r in rows]) for c in columns}
     print("  ".join(c.upper().ljust(widths[c]) for c in columns).rstrip(), file=out)
     for row in rows:
