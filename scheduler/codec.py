@@ -44,6 +44,9 @@ class Table:
     lines: list[int] = field(default_factory=list)  # physical line where each row starts; 0 for new rows
     legacy: bool = False  # read from the guide's headerless file: the next write migrates it
     _index: dict[str, int] | None = field(default=None, repr=False, compare=False)
+    # Each row's text as read, reused on write when the row did not change: rewriting 100k unchanged
+    # rows through the csv module would cost more than everything else a claim does.
+    raw: list[str | None] | None = field(default=None, repr=False, compare=False)
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -74,23 +77,26 @@ class Table:
     # -- pure updates --
 
     def with_task(self, i: int, task: Task) -> "Table":
-        rows = list(self.rows)
-        rows[i] = to_row(task)
-        return Table(rows, self.lines, self.legacy, self._index)
+        return self.with_tasks({i: task})
 
     def with_tasks(self, updates: dict[int, Task]) -> "Table":
         rows = list(self.rows)
+        raw = list(self.raw) if self.raw is not None else None
         for i, task in updates.items():
             rows[i] = to_row(task)
-        return Table(rows, self.lines, self.legacy, self._index)
+            if raw is not None:
+                raw[i] = None
+        return Table(rows, self.lines, self.legacy, self._index, raw)
 
     def appended(self, tasks: Sequence[Task]) -> "Table":
-        return Table(self.rows + [to_row(t) for t in tasks], self.lines + [0] * len(tasks), self.legacy)
+        raw = self.raw + [None] * len(tasks) if self.raw is not None else None
+        return Table(self.rows + [to_row(t) for t in tasks], self.lines + [0] * len(tasks), self.legacy, None, raw)
 
     def without(self, indices: Iterable[int]) -> "Table":
         drop = set(indices)
         keep = [i for i in range(len(self.rows)) if i not in drop]
-        return Table([self.rows[i] for i in keep], [self.lines[i] for i in keep], self.legacy)
+        raw = [self.raw[i] for i in keep] if self.raw is not None else None
+        return Table([self.rows[i] for i in keep], [self.lines[i] for i in keep], self.legacy, None, raw)
 
 
 def to_row(task: Task) -> list[str]:
@@ -103,7 +109,15 @@ def to_row(task: Task) -> list[str]:
 def dump(table: Table) -> bytes:
     out = io.StringIO()
     out.write(HEADER_LINE + "\r\n")
-    csv.writer(out, lineterminator="\r\n").writerows(table.rows)
+    writer = csv.writer(out, lineterminator="\r\n")
+    if table.raw is None:
+        writer.writerows(table.rows)
+    else:
+        for row, text in zip(table.rows, table.raw):
+            if text is None:
+                writer.writerow(row)
+            else:
+                out.write(text)
     return out.getvalue().encode("utf-8")
 
 
@@ -116,16 +130,20 @@ def parse(data: bytes | None, name: str = "tasks.csv") -> Table:
     except UnicodeDecodeError as exc:
         line, column = _position(data[: exc.start].decode("utf-8", "replace"), len(data[: exc.start].decode("utf-8", "replace")))
         raise CSVFormatError(f"{name} is not UTF-8 text (byte 0x{data[exc.start]:02x})", line, column) from None
-    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    physical = io.StringIO(text, newline="").readlines()  # the same line split the csv module sees
+    reader = csv.reader(physical, strict=True)
     rows: list[list[str]] = []
     lines: list[int] = []
+    raw: list[str] = []
     start = 1
     try:
         for row in reader:
+            end = reader.line_num
             if row:
                 rows.append(row)
                 lines.append(start)
-            start = reader.line_num + 1
+                raw.append(physical[start - 1] if end == start else "".join(physical[start - 1:end]))
+            start = end + 1
     except csv.Error as exc:
         line, column, reason = _locate_quote_error(text, start)
         raise CSVFormatError(f"{reason or exc}", line, column) from None
@@ -136,8 +154,11 @@ def parse(data: bytes | None, name: str = "tasks.csv") -> Table:
         return _from_legacy(rows, lines)
     order = _check_header(header)
     body, body_lines = rows[1:], lines[1:]
+    # Rows are reused verbatim only when they are already in our canonical form (order, line ending).
+    body_raw: list[str | None] | None = raw[1:] if raw[0].endswith("\r\n") else None
     if order is not None:
         body = [[row[k] for k in order] if len(row) == NCOLS else row for row in body]
+        body_raw = None
     index: dict[str, int] = {}
     for i, row in enumerate(body):
         line = body_lines[i]
@@ -157,7 +178,9 @@ def parse(data: bytes | None, name: str = "tasks.csv") -> Table:
         if task_id in index:
             raise CSVFormatError(f"duplicate task id {task_id!r} (also on line {body_lines[index[task_id]]})", line, I_ID + 1, "id")
         index[task_id] = i
-    return Table(body, body_lines, False, index)
+        if body_raw is not None and not body_raw[i].endswith("\r\n"):
+            body_raw[i] = None
+    return Table(body, body_lines, False, index, body_raw)
 
 
 def _check_header(header: list[str]) -> list[int] | None:

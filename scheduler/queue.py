@@ -367,7 +367,8 @@ class TaskQueue:
                     self._cached = None
                 else:
                     self.stats["writes"] += 1
-                    self._cached = (new_version, Table(new_table.rows, new_table.lines, False, new_table._index))
+                    self._cached = (new_version, Table(new_table.rows, new_table.lines, False, new_table._index,
+                                                       new_table.raw))
                     return change.result
             # Back off with the lock released, so other writers on this machine are not held up by our wait.
             self._sleep(wait if wait is not None else random.uniform(0, min(2.0, 0.02 * 2**attempt)))

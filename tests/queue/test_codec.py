@@ -174,3 +174,14 @@ def test_the_transition_table_refuses_what_it_does_not_list():
     assert _task().transition(Status.CANCELLED).transition(Status.PENDING).status is Status.PENDING
     with pytest.raises(InvalidTransition):
         _task().transition(Status.DONE)
+
+
+def test_unchanged_rows_are_written_back_byte_for_byte_and_changed_ones_canonically():
+    tasks = [_task(error="a\r\nb", params={"x": "y,z"}), _task(), _task(submitted_by="=x")]
+    data = _dump(tasks)
+    table = codec.parse(data)
+    assert codec.dump(table) == data
+    changed = table.with_task(1, tasks[1].replace(error="now failed"))
+    assert codec.parse(codec.dump(changed)).tasks() == [tasks[0], tasks[1].replace(error="now failed"), tasks[2]]
+    lf_only = data.replace(b"\r\n", b"\n")  # written by another tool: rewritten in the canonical form
+    assert codec.dump(codec.parse(lf_only)).count(b"\r\n") >= 4
