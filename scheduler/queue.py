@@ -161,6 +161,19 @@ def fail_task(task_id: str, worker: str, error: str, *, retry: bool, retry_delay
     return apply
 
 
+def record_cancelled_usage(task_id: str, worker: str, gpu_seconds: float, cost_usd: float) -> Transform[Task]:
+    """GPU time spent on a task cancelled mid-run. Totals, not increments: re-applying changes nothing."""
+
+    def apply(table: Table, now: datetime) -> Change[Task]:
+        i, task = _get(table, task_id)
+        if task.status is not Status.CANCELLED or task.worker != worker:
+            raise LeaseLost(task.id, f"it is {task.status.value}, held by {task.worker or 'nobody'}")
+        updated = task.replace(gpu_seconds=gpu_seconds, cost_usd=cost_usd)
+        return Change(table.with_task(i, updated), updated)
+
+    return apply
+
+
 def cancel_task(task_id: str, reason: str = "") -> Transform[Task]:
     def apply(table: Table, now: datetime) -> Change[Task]:
         i, task = _get(table, task_id)
@@ -439,6 +452,11 @@ class TaskQueue:
 
     def cancel(self, task_id: str, reason: str = "") -> Task:
         return self.transact(cancel_task(task_id, reason), f"Cancel task {task_id}")
+
+    def record_cancelled_usage(self, task_id: str, worker: str, *, gpu_seconds: float, cost_usd: float) -> Task:
+        """Account the GPU time of a run that was cancelled (the worker's complete/fail are refused)."""
+        return self.transact(record_cancelled_usage(task_id, worker, gpu_seconds, cost_usd),
+                             f"GPU time of cancelled task {task_id}")
 
     def requeue(self, task_id: str) -> Task:
         return self.transact(requeue_task(task_id), f"Requeue task {task_id}")

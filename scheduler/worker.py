@@ -382,6 +382,11 @@ class Worker:
             if beat.lost:
                 # Cancelled, or someone else holds it now: the queue refuses writes from us, rightly.
                 log.write(f"not recorded: {beat.lost}")
+                if beat.cancelled:
+                    # The GPU time was still paid for: keep it on the cancelled task.
+                    self.queue.record_cancelled_usage(
+                        task.id, self.id, gpu_seconds=round((task.gpu_seconds or 0.0) + seconds, 3),
+                        cost_usd=round((task.cost_usd or 0.0) + cost, 6))
             elif outcome.get("ok") and stop_reason is None:
                 self.queue.complete(task.id, self.id, outcome.get("result") or None, **costs)
                 log.write(f"done in {seconds:.1f}s")

@@ -234,3 +234,15 @@ def test_a_legacy_guide_file_is_migrated_on_the_first_write(open_queue):
     data = queue.store.read().data
     assert data.startswith(codec.HEADER_LINE.encode())
     assert len(codec.parse(data)) == 2
+
+
+def test_the_gpu_time_of_a_cancelled_run_is_recorded_once_by_its_worker(open_queue):
+    queue = open_queue()
+    queue.add(new())
+    task = queue.claim("w", 60)
+    queue.cancel(task.id)
+    for _ in range(2):  # totals, not increments: a retried write changes nothing
+        recorded = queue.record_cancelled_usage(task.id, "w", gpu_seconds=42.0, cost_usd=0.01)
+    assert (recorded.gpu_seconds, recorded.cost_usd, recorded.status) == (42.0, 0.01, Status.CANCELLED)
+    with pytest.raises(LeaseLost):
+        queue.record_cancelled_usage(task.id, "someone-else", gpu_seconds=1.0, cost_usd=0.0)

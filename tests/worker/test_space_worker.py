@@ -53,6 +53,7 @@ def test_failures_timeouts_and_a_cancelled_stubborn_task_leave_the_space_on_cpu(
     assert tasks[flaky.id].status is Status.DONE and tasks[flaky.id].result["recovered_on_attempt"] == 2
     assert tasks[slow.id].status is Status.FAILED and "timed out" in tasks[slow.id].error
     assert tasks[stuck.id].status is Status.CANCELLED
+    assert rig.queue.get(stuck.id).gpu_seconds > 0  # a cancelled run's GPU time was paid: it is kept
     assert all(tasks[t.id].status is Status.DONE and tasks[t.id].attempts == 1 for t in fine)
     assert rig.flavors_visited() == ["cpu-basic", "t4-small", "cpu-basic"]
 
