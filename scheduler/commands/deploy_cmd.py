@@ -1,0 +1,61 @@
+"""`space-scheduler deploy OWNER/SPACE --queue OWNER/DATASET`: create or update the scheduler Space."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from ..errors import UserError
+from .common import add_token_option
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "deploy",
+        help="create or update the scheduler Space and its queue dataset (safe to re-run)",
+        description="Creates the queue dataset (private) unless it exists, creates or duplicates the Space, "
+                    "uploads the app with the scheduler package, sets the HF_TOKEN secret from your login "
+                    "and the SCHEDULER_* variables. Re-running updates code and settings; the queue's "
+                    "tasks.csv is never rewritten.",
+    )
+    p.add_argument("space_id", metavar="OWNER/SPACE")
+    p.add_argument("--queue", required=True, metavar="OWNER/DATASET",
+                   help="the queue dataset (also accepted as hf://datasets/OWNER/DATASET)")
+    p.add_argument("--from", dest="from_space", default=None, metavar="TEMPLATE_SPACE",
+                   help="duplicate this Space instead of creating an empty one")
+    p.add_argument("--callback", default=None, help="module:function the Space runs for each task")
+    p.add_argument("--allowed-users", default="", metavar="A,B", help="users allowed to submit from the app")
+    p.add_argument("--public", action="store_true", help="make a new Space public (default: private)")
+    p.add_argument("--volume", action="append", default=[], metavar="hf://[TYPE/]SOURCE[/PATH]:/MOUNT[:ro]")
+    p.add_argument("--sleep-time", type=int, default=None, help="seconds of inactivity before the Space sleeps")
+    p.add_argument("--app-dir", default=None, help="the app folder to upload (default: the project's space_app/)")
+    p.add_argument("--dry-run", action="store_true", help="print the plan and write nothing")
+    add_token_option(p)
+    p.set_defaults(handler=cmd_deploy)
+
+
+def _queue_repo(value: str) -> str:
+    prefix = "hf://datasets/"
+    if value.startswith(prefix):
+        value = value[len(prefix):]
+    elif value.startswith("hf://"):
+        raise UserError("the queue must be a dataset: hf://datasets/OWNER/NAME or OWNER/NAME")
+    return value.strip("/")
+
+
+def cmd_deploy(args) -> int:
+    from pathlib import Path
+
+    from ..deploy import APP_DIR, DeployConfig, deploy
+    from .space_cmds import _volumes
+
+    config = DeployConfig(
+        space_id=args.space_id, queue_repo=_queue_repo(args.queue), from_space=args.from_space,
+        callback=args.callback, allowed_users=[u.strip() for u in args.allowed_users.split(",") if u.strip()],
+        public=args.public, volumes=_volumes(args.volume) or [], sleep_time=args.sleep_time,
+        app_dir=Path(args.app_dir) if args.app_dir else APP_DIR, token=args.token,
+        # Read now, not at import: the client fixes its default endpoint when first imported.
+        endpoint=args.endpoint or os.environ.get("HF_ENDPOINT") or None,
+    )
+    deploy(config, dry_run=args.dry_run)
+    return 0
