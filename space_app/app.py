@@ -1,0 +1,327 @@
+"""The scheduler's Space: a submit form, the live queue, the runtime and the costs.
+
+The worker runs in a server-side thread started with the app (a `gr.Timer` only ticks while a
+page is open); this file only wires the library (`scheduler.dashboard`, `scheduler.access`) to
+Gradio components. On a Space the `scheduler` package sits next to this file (uploaded with it);
+locally it is the installed one.
+
+    python app.py [--auth user:password] [--port 7860]
+
+Settings: SCHEDULER_QUEUE, SCHEDULER_CALLBACK, SCHEDULER_ALLOWED_USERS, SCHEDULER_PUBLIC_QUEUE,
+SCHEDULER_AUTH, SCHEDULER_WORKER (off: no worker), SCHEDULER_WORKER_ARGS (extra `worker` flags),
+SPACE_ID, HF_TOKEN, HF_ENDPOINT.
+"""
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+import gradio as gr  # noqa: E402
+
+from scheduler import dashboard as dash  # noqa: E402
+from scheduler.access import Access  # noqa: E402
+from scheduler.errors import InvalidTransition, TaskNotFound, ValidationError  # noqa: E402
+from scheduler.hub import describe  # noqa: E402
+from scheduler.queue import TaskQueue  # noqa: E402
+from scheduler.redact import redact  # noqa: E402
+
+APP_DIR = Path(__file__).resolve().parent
+FIELD_LABELS = {"model_id": "Model id", "dataset_id": "Dataset id", "hardware": "Hardware",
+                "params": "Params (JSON object)", "priority": "Priority", "max_attempts": "Max attempts",
+                "timeout_s": "Timeout (s)"}
+CSS = """
+.field-error { color: #b91c1c; font-size: 0.9em; margin-top: -0.4em; }
+.sched-bar { background: #e5e7eb; border-radius: 6px; height: 14px; overflow: hidden; }
+.sched-fill { background: #f59e0b; height: 100%; transition: width 0.5s; }
+.sched-label { font-size: 0.9em; margin-top: 4px; }
+"""
+
+
+class SchedulerApp:
+    def __init__(self, settings: dash.AppSettings, access: Access):
+        self.settings = settings
+        self.access = access
+        self.queue = TaskQueue.open(settings.queue_url, token=settings.token, endpoint=settings.endpoint)
+        self.cached = dash.CachedQueue(self.queue)
+        self.worker = dash.build_worker(settings) if settings.worker else None
+        self.work_dir = self.worker.work_dir if self.worker else settings.work_dir
+        self.startup_error = ""
+        try:
+            self.queue.init()
+        except Exception as exc:  # shown on the page; the worker keeps retrying on its own
+            self.startup_error = redact(describe(exc))
+        try:
+            self.prices = self.worker.controller.prices() if self.worker else {}
+        except Exception:
+            self.prices = {}
+
+    # ---------------------------------------------------------------- who is asking
+
+    def user(self, request: gr.Request | None, profile) -> str | None:
+        return self.access.identify(
+            oauth_username=getattr(profile, "username", None),
+            auth_username=getattr(request, "username", None) if request is not None else None,
+            client_host=getattr(getattr(request, "client", None), "host", None) if request is not None else None,
+        )
+
+    def _require_change(self, user: str | None, action: str) -> None:
+        if not self.access.can_change(user):
+            raise gr.Error(self.access.refusal(user, action))
+
+    def _require_read(self, user: str | None) -> None:
+        if not self.access.can_read(user):
+            raise gr.Error(self.access.refusal(user, "see the queue"))
+
+    # ---------------------------------------------------------------- actions (shared by API and UI)
+
+    def submit(self, user: str | None, **form) -> str:
+        self._require_change(user, "submit tasks")
+        task = dash.new_task(submitted_by=user, **form)
+        self.queue.add(task)
+        self.cached.invalidate()
+        if self.worker:
+            self.worker.wake()
+        return task.id
+
+    def change(self, user: str | None, task_id: str, verb: str, reason: str = ""):
+        self._require_change(user, f"{verb} tasks")
+        task_id = (task_id or "").strip()
+        if not task_id:
+            raise gr.Error("Select a task in the table first (or paste its id).")
+        try:
+            if verb == "cancel":
+                task = self.queue.cancel(task_id, reason or f"cancelled by {user}")
+            else:
+                task = self.queue.requeue(task_id)
+        except (TaskNotFound, InvalidTransition) as exc:
+            raise gr.Error(redact(str(exc))) from None
+        self.cached.invalidate()
+        if self.worker:
+            self.worker.wake()
+        return task
+
+    def status(self) -> dict:
+        summary = dash.runtime_summary(self.worker.status() if self.worker else None, self.settings.started)
+        if self.startup_error:
+            summary["last_error"] = summary["last_error"] or self.startup_error
+        return summary
+
+    # ---------------------------------------------------------------- the page
+
+    def refresh(self, status_filter: str, user: str | None):
+        summary = self.status()
+        if not self.access.can_read(user):
+            hidden = self.access.refusal(user, "see the queue")
+            return ([], dash.runtime_markdown(summary), dash.progress_html(0.0, hidden), "", hidden,
+                    dash.gpu_hours_per_day([]), [])
+        tasks = self.cached.tasks()
+        fraction, label, log = dash.running_view(summary["running_task"], self.work_dir)
+        costs = dash.cost_summary(tasks)
+        totals = (f"**GPU time** {dash.format_seconds(costs['gpu_seconds']) or '0s'} · "
+                  f"**cost** ${costs['cost_usd']:.4f} over {len(costs['tasks'])} task(s)")
+        cost_rows = [[c["id"], c["hardware"], c["gpu_seconds"], c["cost_usd"]] for c in costs["tasks"]]
+        return (dash.table_rows(dash.filter_tasks(tasks, status_filter)), dash.runtime_markdown(summary),
+                dash.progress_html(fraction, label), log, totals, dash.gpu_hours_per_day(tasks), cost_rows)
+
+    def build(self) -> gr.Blocks:
+        with gr.Blocks(title="space-scheduler") as blocks:
+            gr.Markdown("# space-scheduler\nOn-demand GPU training: the Space idles on cpu-basic and "
+                        "switches to a task's GPU only while there is work for it.")
+            with gr.Row():
+                if self.access.on_space:
+                    gr.LoginButton()
+                whoami = gr.Markdown(elem_id="whoami")
+
+            with gr.Row():
+                with gr.Column(scale=1):
+                    gr.Markdown("## Submit a task")
+                    inputs, errors = {}, {}
+                    inputs["model_id"] = gr.Textbox(label=FIELD_LABELS["model_id"], placeholder="OWNER/NAME",
+                                                    elem_id="field-model_id")
+                    errors["model_id"] = gr.Markdown(visible=False, elem_classes="field-error", elem_id="err-model_id")
+                    inputs["dataset_id"] = gr.Textbox(label=FIELD_LABELS["dataset_id"], placeholder="OWNER/NAME",
+                                                      elem_id="field-dataset_id")
+                    errors["dataset_id"] = gr.Markdown(visible=False, elem_classes="field-error",
+                                                       elem_id="err-dataset_id")
+                    choices = dash.hardware_choices(self.prices)
+                    inputs["hardware"] = gr.Dropdown(choices=choices, value="t4-small", label=FIELD_LABELS["hardware"],
+                                                     elem_id="field-hardware")
+                    errors["hardware"] = gr.Markdown(visible=False, elem_classes="field-error", elem_id="err-hardware")
+                    inputs["params"] = gr.Textbox(label=FIELD_LABELS["params"], value='{"epochs": 3}', lines=2,
+                                                  elem_id="field-params")
+                    errors["params"] = gr.Markdown(visible=False, elem_classes="field-error", elem_id="err-params")
+                    with gr.Row():
+                        inputs["priority"] = gr.Number(label=FIELD_LABELS["priority"], value=0, precision=0,
+                                                       elem_id="field-priority")
+                        inputs["max_attempts"] = gr.Number(label=FIELD_LABELS["max_attempts"], value=3, precision=0,
+                                                           elem_id="field-max_attempts")
+                        inputs["timeout_s"] = gr.Number(label=FIELD_LABELS["timeout_s"], value=3600, precision=0,
+                                                        elem_id="field-timeout_s")
+                    for name in ("priority", "max_attempts", "timeout_s"):
+                        errors[name] = gr.Markdown(visible=False, elem_classes="field-error", elem_id=f"err-{name}")
+                    submit_btn = gr.Button("Submit", variant="primary", elem_id="submit")
+                    submitted = gr.Markdown(elem_id="submit-result")
+
+                with gr.Column(scale=2):
+                    gr.Markdown("## Runtime")
+                    runtime_md = gr.Markdown(elem_id="runtime")
+                    progress = gr.HTML(dash.progress_html(0.0, "No task is running."), elem_id="progress")
+                    log = gr.Textbox(label="Log of the running task", lines=8, max_lines=8, interactive=False,
+                                     elem_id="log")
+
+            gr.Markdown("## Queue")
+            with gr.Row():
+                status_filter = gr.Dropdown(dash.STATUS_CHOICES, value=dash.ALL, label="Status", scale=1,
+                                            elem_id="status-filter")
+                selected = gr.Textbox(label="Selected task id", scale=2, elem_id="selected-task")
+                cancel_btn = gr.Button("Cancel", scale=0, elem_id="cancel")
+                requeue_btn = gr.Button("Requeue", scale=0, elem_id="requeue")
+            action_md = gr.Markdown(elem_id="action-result")
+            table = gr.Dataframe(headers=dash.TABLE_HEADERS, value=[], interactive=False, wrap=True,
+                                 elem_id="queue-table")
+
+            gr.Markdown("## Cost")
+            totals_md = gr.Markdown(elem_id="cost-totals")
+            with gr.Row():
+                plot = gr.BarPlot(dash.gpu_hours_per_day([]), x="day", y="gpu_hours", color="hardware",
+                                  title="GPU hours per day", elem_id="gpu-plot")
+                cost_table = gr.Dataframe(headers=["id", "hardware", "GPU s", "USD"], value=[], interactive=False,
+                                          elem_id="cost-table")
+
+            views = [table, runtime_md, progress, log, totals_md, plot, cost_table]
+
+            def on_refresh(status_value, request: gr.Request, profile: gr.OAuthProfile | None):
+                return self.refresh(status_value, self.user(request, profile))
+
+            def on_load(status_value, request: gr.Request, profile: gr.OAuthProfile | None):
+                user = self.user(request, profile)
+                if user is None:
+                    who = "Not signed in: " + ("sign in to submit." if self.access.on_space else "read only.")
+                elif self.access.can_change(user):
+                    who = f"Signed in as **{user}**: you may submit, cancel and requeue."
+                else:
+                    who = f"Signed in as **{user}** (not on the allow-list: read only)."
+                return (who, *self.refresh(status_value, user))
+
+            def on_submit(status_value, model_id, dataset_id, hardware, params, priority, max_attempts, timeout_s,
+                          request: gr.Request, profile: gr.OAuthProfile | None):
+                form = dict(model_id=model_id, dataset_id=dataset_id, hardware=hardware, params=params,
+                            priority=priority, max_attempts=max_attempts, timeout_s=timeout_s)
+                hide = {errors[name]: gr.update(value="", visible=False) for name in errors}
+                try:
+                    task_id = self.submit(self.user(request, profile), **form)
+                except ValidationError as exc:
+                    box = errors.get(exc.field, errors["params"])
+                    hide[box] = gr.update(value=f"{FIELD_LABELS.get(exc.field, exc.field)}: {exc.message}",
+                                          visible=True)
+                    return {**hide, submitted: f"Not submitted: **{exc.field}** {exc.message}"}
+                except gr.Error as exc:
+                    return {**hide, submitted: f"Not submitted: {exc.message}"}
+                rows = self.refresh(status_value, self.user(request, profile))
+                return {**hide, submitted: f"Submitted task `{task_id}`", **dict(zip(views, rows)),
+                        selected: task_id}
+
+            def on_change(verb):
+                def handler(task_id, status_value, request: gr.Request, profile: gr.OAuthProfile | None):
+                    user = self.user(request, profile)
+                    try:
+                        task = self.change(user, task_id, verb)
+                        message = f"Task `{task.id}` is now {task.status.value}."
+                    except gr.Error as exc:
+                        message = f"Not done: {exc.message}"
+                    return (message, *self.refresh(status_value, user))
+                return handler
+
+            def on_select(evt: gr.SelectData):
+                row = evt.row_value or []
+                return row[0] if row else ""
+
+            private = dict(api_visibility="private")
+            blocks.load(on_load, [status_filter], [whoami, *views], **private)
+            gr.Timer(self.settings.refresh_s).tick(on_refresh, [status_filter], views, show_progress="hidden",
+                                                   **private)
+            status_filter.change(on_refresh, [status_filter], views, **private)
+            submit_btn.click(on_submit, [status_filter, *inputs.values()],
+                             [*errors.values(), submitted, *views, selected], **private)
+            cancel_btn.click(on_change("cancel"), [selected, status_filter], [action_md, *views], **private)
+            requeue_btn.click(on_change("requeue"), [selected, status_filter], [action_md, *views], **private)
+            table.select(on_select, None, selected, **private)
+            self._api()
+        return blocks
+
+    # ---------------------------------------------------------------- the named API (gradio_client)
+
+    def _api(self) -> None:
+        app = self
+
+        def submit(model_id: str, dataset_id: str, hardware: str = "t4-small", params: str = "{}",
+                   priority: int = 0, max_attempts: int = 3, timeout_s: int = 3600,
+                   request: gr.Request = None, profile: gr.OAuthProfile | None = None) -> dict:
+            """Add a task; returns {"task_id"}. Refused unless the caller is on the allow-list."""
+            try:
+                task_id = app.submit(app.user(request, profile), model_id=model_id, dataset_id=dataset_id,
+                                     hardware=hardware, params=params, priority=priority,
+                                     max_attempts=max_attempts, timeout_s=timeout_s)
+            except ValidationError as exc:
+                raise gr.Error(f"{exc.field}: {exc.message}") from None
+            return {"task_id": task_id}
+
+        def tasks(status: str = "ALL", request: gr.Request = None, profile: gr.OAuthProfile | None = None) -> list:
+            """Every task (newest first), optionally only those with one status."""
+            app._require_read(app.user(request, profile))
+            return [dash.task_record(t) for t in dash.filter_tasks(app.cached.tasks(fresh=True), status)]
+
+        def cancel(task_id: str, reason: str = "", request: gr.Request = None,
+                   profile: gr.OAuthProfile | None = None) -> dict:
+            """Cancel a PENDING or RUNNING task."""
+            return dash.task_record(app.change(app.user(request, profile), task_id, "cancel", reason))
+
+        def requeue(task_id: str, request: gr.Request = None, profile: gr.OAuthProfile | None = None) -> dict:
+            """Put a FAILED or CANCELLED task back in the queue."""
+            return dash.task_record(app.change(app.user(request, profile), task_id, "requeue"))
+
+        def status(request: gr.Request = None, profile: gr.OAuthProfile | None = None) -> dict:
+            """Stage, hardware, the worker's last decision and reason, the running task and its progress."""
+            app._require_read(app.user(request, profile))
+            return app.status()
+
+        for fn in (submit, tasks, cancel, requeue, status):
+            gr.api(fn, api_name=fn.__name__)
+
+    # ---------------------------------------------------------------- running
+
+    def start_worker(self, signals: bool = True) -> None:
+        if self.worker is None:
+            return
+        if signals:
+            # Before launch: SIGTERM (the Hub restarting the Space) must release the GPU.
+            self.worker.install_signal_handlers(exit_process=True)
+        self.worker.start_thread()
+
+    def launch(self, blocks: gr.Blocks, *, host: str | None = None, port: int | None = None, **kwargs):
+        return blocks.queue(default_concurrency_limit=8).launch(
+            server_name=host, server_port=port, auth=list(self.access.auth) or None, share=False,
+            ssr_mode=False, show_error=True, css=CSS, footer_links=[], **kwargs)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="space-scheduler's Gradio app")
+    parser.add_argument("--auth", default=None, help="user:password[,user:password] (default: $SCHEDULER_AUTH)")
+    parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME"))
+    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT") or os.environ.get("GRADIO_SERVER_PORT")
+                                                        or 7860))
+    args = parser.parse_args(argv)
+    app = SchedulerApp(dash.AppSettings.from_env(APP_DIR), Access.from_env(auth=args.auth))
+    blocks = app.build()
+    app.start_worker()
+    print(f"{time.strftime('%H:%M:%S')} app: queue {app.queue.store.describe()}, access {app.access!r}", flush=True)
+    app.launch(blocks, host=args.host, port=args.port)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,83 @@
+"""The Space app served in this process on a free port, driven over HTTP with gradio_client."""
+
+from __future__ import annotations
+
+import importlib.util
+import socket
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+APP_FILE = ROOT / "space_app" / "app.py"
+CALLBACKS = ROOT / "tests" / "worker" / "sample_callbacks.py"
+
+
+def load_app_module():
+    if "space_scheduler_app" not in sys.modules:
+        spec = importlib.util.spec_from_file_location("space_scheduler_app", APP_FILE)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module
+        spec.loader.exec_module(module)
+    return sys.modules["space_scheduler_app"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(predicate, timeout=30.0, what="condition", every=0.1):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(every)
+
+
+class RunningApp:
+    def __init__(self, app, blocks, url: str):
+        self.app, self.blocks, self.url = app, blocks, url
+
+    def client(self, auth=None):
+        from gradio_client import Client
+
+        return Client(self.url, auth=auth, verbose=False, download_files=False)
+
+    def close(self) -> None:
+        if self.app.worker is not None:
+            self.app.worker.stop("test over", wait_s=10)
+        self.blocks.close()
+
+
+@pytest.fixture
+def start_app(tmp_path):
+    """start_app(env={...}, worker=False, callback="ok") -> RunningApp on a folder queue."""
+    from scheduler.access import Access
+    from scheduler.dashboard import AppSettings
+
+    module = load_app_module()
+    running: list[RunningApp] = []
+
+    def start(env: dict | None = None, *, worker: bool = False, callback: str = "ok") -> RunningApp:
+        settings = AppSettings(queue_url=str(tmp_path / "queue"), callback=f"{CALLBACKS}:{callback}",
+                               work_dir=str(tmp_path / "work"), worker=worker,
+                               worker_args=("--poll", "0.2", "--lease", "30", "--stop-grace", "1"))
+        app = module.SchedulerApp(settings, Access.from_env(env or {}))
+        blocks = app.build()
+        app.start_worker(signals=False)
+        port = free_port()
+        app.launch(blocks, host="127.0.0.1", port=port, prevent_thread_lock=True, quiet=True)
+        handle = RunningApp(app, blocks, f"http://127.0.0.1:{port}/")
+        running.append(handle)
+        return handle
+
+    yield start
+    for handle in running:
+        handle.close()
