@@ -124,6 +124,9 @@ def params(value: Any) -> dict:
         raise ValidationError("params", f"must be a JSON object like {{\"epochs\": 3}}, got {type(value).__name__}")
     try:
         encoded = json.dumps(value, ensure_ascii=False, sort_keys=True, allow_nan=False)
+    except RecursionError:
+        # A dict built in Python (API or form) never went through the text depth check above.
+        raise ValidationError("params", f"is nested too deeply (more than {MAX_PARAMS_DEPTH} levels)") from None
     except (TypeError, ValueError) as exc:
         raise ValidationError("params", f"cannot be stored as JSON: {exc}") from None
     if len(encoded.encode()) > MAX_PARAMS_BYTES:
