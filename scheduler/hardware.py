@@ -134,8 +134,10 @@ class SpaceController:
     def __init__(self, space_id: str, *, api: HfApi | None = None, token: str | None = None,
                  endpoint: str | None = None, idle_flavor: str = IDLE_FLAVOR, poll_s: float = 2.0,
                  sleep: Callable[[float], None] = time.sleep):
-        if not space_id or space_id.count("/") != 1:
-            raise UserError(f"a Space id looks like OWNER/NAME, got {space_id!r}")
+        from . import validation
+
+        # Checked here, not left to the client: its refusal is an HFValidationError with a traceback.
+        space_id = validation.repo_id(space_id, "space")
         hub.ensure_http_timeout()
         self.space_id = space_id
         self.api = api or HfApi(token=token, endpoint=endpoint)

@@ -114,7 +114,9 @@ def _api(args):
 def _space(args) -> str:
     if not args.space:
         raise UserError("which Space? pass --space OWNER/NAME or set SPACE_ID")
-    return args.space
+    from .. import validation
+
+    return validation.repo_id(args.space, "space")
 
 
 def _controller(args):
