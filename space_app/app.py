@@ -21,8 +21,6 @@ from pathlib import Path
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
-import gradio as gr  # noqa: E402
-
 from scheduler import dashboard as dash  # noqa: E402
 from scheduler.access import Access  # noqa: E402
 from scheduler.errors import InvalidTransition, TaskNotFound, ValidationError  # noqa: E402
@@ -31,6 +29,18 @@ from scheduler.queue import TaskQueue  # noqa: E402
 from scheduler.redact import redact  # noqa: E402
 
 APP_DIR = Path(__file__).resolve().parent
+# Imported by load_gradio(), after the worker has started: on a Space that just booted onto a GPU,
+# importing gradio takes seconds that are billed, and the worker does not need it.
+gr = None
+
+
+def load_gradio():
+    global gr
+    if gr is None:
+        import gradio
+
+        gr = gradio
+    return gr
 FIELD_LABELS = {"model_id": "Model id", "dataset_id": "Dataset id", "hardware": "Hardware",
                 "params": "Params (JSON object)", "priority": "Priority", "max_attempts": "Max attempts",
                 "timeout_s": "Timeout (s)"}
@@ -62,7 +72,7 @@ class SchedulerApp:
 
     # ---------------------------------------------------------------- who is asking
 
-    def user(self, request: gr.Request | None, profile) -> str | None:
+    def user(self, request, profile) -> str | None:
         return self.access.identify(
             oauth_username=getattr(profile, "username", None),
             auth_username=getattr(request, "username", None) if request is not None else None,
@@ -128,7 +138,8 @@ class SchedulerApp:
         return (dash.table_rows(dash.filter_tasks(tasks, status_filter)), dash.runtime_markdown(summary),
                 dash.progress_html(fraction, label), log, totals, dash.gpu_hours_per_day(tasks), cost_rows)
 
-    def build(self) -> gr.Blocks:
+    def build(self):
+        load_gradio()
         with gr.Blocks(title="space-scheduler") as blocks:
             gr.Markdown("# space-scheduler\nOn-demand GPU training: the Space idles on cpu-basic and "
                         "switches to a task's GPU only while there is work for it.")
@@ -303,7 +314,7 @@ class SchedulerApp:
             self.worker.install_signal_handlers(exit_process=True)
         self.worker.start_thread()
 
-    def launch(self, blocks: gr.Blocks, *, host: str | None = None, port: int | None = None, **kwargs):
+    def launch(self, blocks, *, host: str | None = None, port: int | None = None, **kwargs):
         return blocks.queue(default_concurrency_limit=8).launch(
             server_name=host, server_port=port, auth=list(self.access.auth) or None, share=False,
             ssr_mode=False, show_error=True, css=CSS, footer_links=[], **kwargs)
@@ -317,8 +328,8 @@ def main(argv: list[str] | None = None) -> None:
                                                         or 7860))
     args = parser.parse_args(argv)
     app = SchedulerApp(dash.AppSettings.from_env(APP_DIR), Access.from_env(auth=args.auth))
-    blocks = app.build()
     app.start_worker()
+    blocks = app.build()
     print(f"{time.strftime('%H:%M:%S')} app: queue {app.queue.store.describe()}, access {app.access!r}", flush=True)
     app.launch(blocks, host=args.host, port=args.port)
 

@@ -1,27 +1,160 @@
-"""`space-scheduler demo`: the whole loop offline, on the embedded Hub emulator."""
+"""`space-scheduler demo`: the whole loop offline, on the embedded Hub emulator.
+
+The emulator runs the scheduler's Space as the Hub would: the app (space_app/ plus the scheduler
+package, uploaded by the same code as `deploy`) runs as a child process that is restarted on
+every hardware change, and every second on paid hardware is billed.
+"""
 
 from __future__ import annotations
 
 import argparse
-import os
+import io
+import random
+import socket
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 DEMO_USER = "demo"
 DEMO_TOKEN = "hf_demo_local_emulator_token"  # the emulator's own; never a real Hub token
+SPACE = f"{DEMO_USER}/space-scheduler"
+QUEUE_REPO = f"{DEMO_USER}/tasks"
+DATASET = f"{DEMO_USER}/reviews-mini"
+# One flavor for the burst: the worker drains it on a single boot (one change up, one down).
 EXAMPLES = [
-    ("demo/tiny-classifier", "demo/sentiment-mini", "t4-small", {"epochs": 3}),
-    ("demo/tiny-classifier", "demo/sentiment-mini", "t4-small", {"epochs": 5, "learning_rate": 0.5}),
-    ("demo/tiny-classifier", "demo/topics-mini", "a10g-small", {"epochs": 2}),
+    (f"{DEMO_USER}/tiny-classifier", DATASET, "t4-small", {"epochs": 3}),
+    (f"{DEMO_USER}/tiny-classifier", DATASET, "t4-small", {"epochs": 5, "lr": 0.8}),
+    (f"{DEMO_USER}/tiny-classifier", DATASET, "t4-small", {"epochs": 2, "batch_size": 32}),
 ]
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("demo", help="run the scheduler end to end on the offline Hub emulator")
+    p = sub.add_parser("demo", help="run the scheduler's Space end to end on the offline Hub emulator",
+                       description="Starts the Hub emulator, creates the queue dataset, a demo dataset and the "
+                                   "scheduler's Space, and runs the Space's app; open the printed URL, submit a "
+                                   "task and watch the Space switch to the GPU, train and come back. Ctrl-C stops.")
     p.add_argument("--data", default=None, help="emulator data folder (default: a temporary folder)")
-    p.add_argument("--submit", type=int, default=3, metavar="N", help="example tasks to submit (default 3)")
+    p.add_argument("--port", type=int, default=0, help="port of the Space's app (default: a free one)")
+    p.add_argument("--submit", type=int, default=0, metavar="N", help="submit N example tasks")
+    p.add_argument("--until-idle", action="store_true",
+                   help="no browser needed: exit with a summary once every task is finished and the Space is back "
+                        "on cpu-basic (exit 0 only if all are DONE)")
+    p.add_argument("--boot-delay", type=float, default=2.0, help="emulated seconds for a Space to restart")
+    p.add_argument("--timeout", type=float, default=240.0, help="with --until-idle, give up after this many seconds")
     p.set_defaults(handler=cmd_demo)
+
+
+def reviews_csv(n: int = 240, seed: int = 1) -> bytes:
+    """A small labelled text dataset the example callback learns in a second."""
+    rng = random.Random(seed)
+    good = ["great", "lovely", "superb", "fun", "moving", "brilliant"]
+    bad = ["awful", "boring", "dull", "broken", "tedious", "bad"]
+    filler = ["the", "film", "plot", "actors", "music", "was", "and", "really", "quite", "ending"]
+    out = io.StringIO()
+    out.write("text,label\n")
+    for _ in range(n):
+        label = rng.choice(["pos", "neg"])
+        words = rng.sample(filler, 4) + rng.sample(good if label == "pos" else bad, 2)
+        rng.shuffle(words)
+        out.write(f"\"{' '.join(words)}\",{label}\n")
+    return out.getvalue().encode()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class StatusLine:
+    """One line rewritten in place on a terminal; elsewhere (logs, pipes) a line per change."""
+
+    def __init__(self, stream=sys.stdout):
+        self.stream = stream
+        self.tty = stream.isatty()
+        self.last = ""
+
+    def show(self, text: str, key: str | None = None) -> None:
+        """`key`: what must change for a new line off a terminal (not the ticking clock and meter)."""
+        if self.tty:
+            if text != self.last:
+                self.last = text
+                self.stream.write("\r\033[K" + text)
+                self.stream.flush()
+            return
+        key = text if key is None else key
+        if key != self.last:
+            self.last = key
+            self.stream.write(f"{time.strftime('%H:%M:%S')} {text}\n")
+            self.stream.flush()
+
+    def done(self) -> None:
+        if self.tty and self.last:
+            self.stream.write("\n")
+            self.stream.flush()
+        self.last = ""
+
+
+def say(message: str) -> None:
+    print(message, flush=True)
+
+
+def setup(hub_url: str, port: int) -> None:
+    """The demo dataset, the queue, the Space with its code and settings, and its app started."""
+    import httpx
+    from huggingface_hub import HfApi
+
+    from ..deploy import DeployConfig, deploy
+
+    api = HfApi(endpoint=hub_url, token=DEMO_TOKEN)
+    api.create_repo(DATASET, repo_type="dataset", exist_ok=True)
+    api.upload_file(path_or_fileobj=reviews_csv(), path_in_repo="train.csv", repo_id=DATASET, repo_type="dataset",
+                    commit_message="A tiny sentiment dataset for the demo")
+    say(f"Dataset: {DATASET} (train.csv)")
+    deploy(DeployConfig(space_id=SPACE, queue_repo=QUEUE_REPO, token=DEMO_TOKEN, endpoint=hub_url),
+           say=lambda line: say(f"  deploy {line}"))
+    # A demo wants to see the Space react within a second, not at the production poll of 15 s.
+    api.add_space_variable(SPACE, "SCHEDULER_WORKER_ARGS", "--poll 1 --lease 120")
+    api.add_space_variable(SPACE, "SCHEDULER_REFRESH_S", "1")
+    # The emulator has no OAuth provider: outside SYSTEM=spaces gradio's login signs in as the owner
+    # of the Space's token (its local-development mode), which is the demo user.
+    response = httpx.post(f"{hub_url}/_emulator/spaces/{SPACE}/supervise",
+                          json={"port": port, "env": {"SYSTEM": "emulator"}}, timeout=30)
+    response.raise_for_status()
+
+
+def runtime_of(hub) -> dict:
+    return hub.billing(SPACE)
+
+
+def app_answers(url: str) -> bool:
+    import httpx
+
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def describe_state(bill: dict, counts: dict[str, int], started: float) -> tuple[str, str]:
+    """(the line, the part of it whose change is news)."""
+    hardware = bill["current"] or "?"
+    target = f" -> {bill['requested']}" if bill["requested"] and bill["requested"] != bill["current"] else ""
+    tasks = " ".join(f"{n} {s}" for s, n in counts.items() if n) or "no tasks"
+    gpu = sum(bill["billed_seconds"].values())
+    key = f"Space {bill['stage']} on {hardware}{target} | {tasks}"
+    return f"[{time.monotonic() - started:5.0f}s] {key} | GPU {gpu:.0f}s ${bill['total_cost_usd']:.4f}", key
+
+
+def summary(bill: dict, counts: dict[str, int]) -> str:
+    gpu = sum(bill["billed_seconds"].values())
+    return (f"Tasks done: {counts.get('DONE', 0)} of {sum(counts.values())}"
+            + "".join(f", {n} {s}" for s, n in counts.items() if n and s != "DONE")
+            + f"\nHardware changes: {bill['hardware_changes']}"
+            + f"\nGPU seconds billed: {gpu:.1f}"
+            + f"\nCost: ${bill['total_cost_usd']:.5f}"
+            + f"\nHardware now: {bill['current']} (requested {bill['requested']}, stage {bill['stage']})")
 
 
 def cmd_demo(args) -> int:
@@ -30,23 +163,73 @@ def cmd_demo(args) -> int:
     from ..tasks import Task
 
     data = Path(args.data) if args.data else Path(tempfile.mkdtemp(prefix="space-scheduler-demo-"))
-    with start_emulator(data, boot_delay=0.5) as hub:
-        print(f"Hub emulator: {hub.url} (data in {data})")
-        url = f"hf://datasets/{DEMO_USER}/tasks"
-        queue = TaskQueue.open(url, token=DEMO_TOKEN, endpoint=hub.url)
-        queue.init()
-        print(f"Queue: {url}")
-        tasks = [Task.new(m, d, h, params=p, submitted_by=DEMO_USER) for m, d, h, p in
-                 (EXAMPLES * (args.submit // len(EXAMPLES) + 1))[: args.submit]]
-        queue.add_many(tasks)
-        print(f"Submitted {len(tasks)} task(s) in one commit")
-        worker = f"demo-worker/{os.getpid()}"
-        start = time.monotonic()
-        while (task := queue.claim(worker, lease_s=60)) is not None:
-            began = time.monotonic()
-            queue.heartbeat(task.id, worker, 60)
-            queue.complete(task.id, worker, {"echo": task.params}, gpu_seconds=round(time.monotonic() - began, 3))
-            print(f"  {task.id}  {task.hardware:<10}  {task.model_id} on {task.dataset_id}: DONE")
-        counts = queue.counts()
-        print(f"Done in {time.monotonic() - start:.1f}s: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n))
-        return 0 if counts["DONE"] == len(tasks) else 1
+    port = args.port or _free_port()
+    app_url = f"http://127.0.0.1:{port}/"
+    line = StatusLine()
+    started = time.monotonic()
+    with start_emulator(data, boot_delay=args.boot_delay, stop_grace=10.0) as hub:
+        try:
+            say(f"Hub emulator: {hub.url} (data in {data})")
+            setup(hub.url, port)
+            queue = TaskQueue.open(f"hf://datasets/{QUEUE_REPO}", token=DEMO_TOKEN, endpoint=hub.url)
+            while not (app_answers(app_url) and runtime_of(hub)["stage"] == "RUNNING"):
+                bill = runtime_of(hub)
+                if bill["stage"] in ("RUNTIME_ERROR", "NO_APP_FILE", "BUILD_ERROR"):
+                    line.done()
+                    say(f"The Space did not start ({bill['stage']}); its log: "
+                        f"{hub.hub.spaces.log_path(SPACE)}")
+                    return 1
+                state = f"starting the Space's app ({bill['stage']} on {bill['current'] or '?'})"
+                line.show(f"[{time.monotonic() - started:5.0f}s] {state}", state)
+                time.sleep(0.3)
+            line.done()
+            say(f"\nThe scheduler's Space is up: {app_url}")
+            say(f"Space logs: {hub.hub.spaces.log_path(SPACE)}")
+            if args.submit:
+                tasks = [Task.new(m, d, h, params=p, submitted_by=DEMO_USER) for m, d, h, p in
+                         (EXAMPLES * (args.submit // len(EXAMPLES) + 1))[: args.submit]]
+                queue.add_many(tasks)
+                say(f"Submitted {len(tasks)} example task(s) for {', '.join(sorted({t.hardware for t in tasks}))}")
+            if not args.until_idle:
+                say("Open it, sign in, submit a task and watch the Space switch to the GPU and back. "
+                    "Ctrl-C stops everything.")
+            return _watch(args, hub, queue, line, started)
+        except KeyboardInterrupt:
+            line.done()
+            say("Stopping: the Space's app gets SIGTERM and gives its hardware back.")
+            return 0
+        finally:
+            # The app first (its worker releases paid hardware on SIGTERM), then the emulator.
+            hub.hub.spaces.supervisor.stop(SPACE, 10.0)
+            bill = runtime_of(hub)
+            if bill["hardware_changes"] or args.until_idle:
+                counts = _counts(queue) if "queue" in locals() else {}
+                say(summary(bill, counts))
+
+
+def _counts(queue) -> dict[str, int]:
+    try:
+        return {k: v for k, v in queue.counts().items()}
+    except Exception:
+        return {}
+
+
+def _watch(args, hub, queue, line: StatusLine, started: float) -> int:
+    deadline = time.monotonic() + args.timeout
+    while True:
+        bill = runtime_of(hub)
+        counts = _counts(queue)
+        line.show(*describe_state(bill, counts, started))
+        if args.until_idle:
+            finished = counts and not counts.get("PENDING") and not counts.get("RUNNING")
+            settled = bill["current"] == bill["requested"] == "cpu-basic" and bill["stage"] == "RUNNING"
+            if finished and settled:
+                line.done()
+                ok = counts.get("DONE", 0) == sum(counts.values()) == args.submit
+                say("All tasks done and the Space is back on cpu-basic." if ok else "Not every task is DONE.")
+                return 0 if ok else 1
+            if time.monotonic() > deadline:
+                line.done()
+                say(f"Gave up after {args.timeout:.0f}s.")
+                return 1
+        time.sleep(0.5)
