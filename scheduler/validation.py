@@ -143,6 +143,7 @@ def parse_param_assignment(item: str) -> tuple[str, Any]:
     key = key.strip()
     if not key:
         raise ValidationError("params", f"{_show(item)} has an empty key")
+    _check_depth_text(raw)  # json.loads recurses once per level: a deep enough value overflows the stack
     try:
         value = json.loads(raw, parse_constant=_reject_constant)
     except ValueError:
