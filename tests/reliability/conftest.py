@@ -1,0 +1,75 @@
+"""Shared pieces of the reliability suite: sizes, a Hub emulator in its own process, helpers.
+
+CI sizes keep the whole suite within a few minutes on two shared cores; `SCHEDULER_STRESS=full`
+runs the sizes RELIABILITY.md reports (and `bench/soak.py` the 1,000-task soak).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+ACTORS = str(Path(__file__).with_name("actors.py"))
+FULL = os.environ.get("SCHEDULER_STRESS") == "full"
+TOKEN = "hf_reliabilityToken0123456789"
+
+
+def env_for_children(**extra: str) -> dict:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    env.update(extra)
+    return env
+
+
+def spawn_actor(*args: str, **env: str) -> subprocess.Popen:
+    """`python actors.py ROLE ...` (see actors.py); one JSON line per acknowledged operation on stdout."""
+    return subprocess.Popen([sys.executable, ACTORS, *map(str, args)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env_for_children(**env))
+
+
+def json_lines(text: str) -> list[dict]:
+    out = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith("{"):
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                pass  # a line cut short by SIGKILL
+    return out
+
+
+def wait_for(predicate, timeout: float, what: str, every: float = 0.1):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(every)
+
+
+def emulator_stats(url: str) -> dict:
+    import httpx
+
+    return httpx.get(f"{url}/_emulator/stats", timeout=10).json()
+
+
+@pytest.fixture
+def hub_process(tmp_path):
+    """An emulator as a child process (so it can be stopped, SIGKILLed and restarted on the same data)."""
+    from scheduler.emulator.server import spawn_emulator
+
+    handle = spawn_emulator(tmp_path / "hub", boot_delay=0.2, stop_grace=2.0)
+    try:
+        yield handle
+    finally:
+        handle.kill()
