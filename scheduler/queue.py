@@ -14,7 +14,8 @@ from typing import Any, Callable, Generic, Iterable, Mapping, Sequence, TypeVar
 
 from . import codec
 from .codec import Table
-from .errors import AmbiguousWrite, Conflict, InvalidTransition, LeaseLost, StoreError, TaskNotFound, Unavailable
+from .errors import (AmbiguousWrite, Conflict, InvalidTransition, LeaseLost, StoreError, TaskNotFound, Unavailable,
+                     UserError)
 from .stores import Store, open_store
 from .tasks import ACTIVE_STATUSES, TERMINAL_STATUSES, Status, Task, utcnow
 
@@ -288,8 +289,12 @@ class TaskQueue:
     """The queue over any Store. Safe to use from many threads, processes and machines at once."""
 
     def __init__(self, store: Store, *, clock: Callable[[], datetime] = utcnow, max_tries: int = 200,
-                 sleep: Callable[[float], None] = time.sleep, unavailable_deadline_s: float = 300.0):
+                 sleep: Callable[[float], None] = time.sleep, unavailable_deadline_s: float = 300.0,
+                 waker: Any = None):
         self.store = store
+        # Asks the queue's Space for new tasks' hardware right after they are added (see wake.py).
+        self.waker = waker
+        self.last_wake: Any = None
         self.unavailable_deadline_s = unavailable_deadline_s
         self.clock = clock
         self.max_tries = max_tries
@@ -298,10 +303,15 @@ class TaskQueue:
         self.stats = {"reads": 0, "writes": 0, "conflicts": 0, "ambiguous": 0}
 
     @classmethod
-    def open(cls, url: str, *, token: str | None = None, endpoint: str | None = None, **options: Any) -> "TaskQueue":
-        """`hf://datasets/OWNER/NAME[/path/tasks.csv]`, a folder path, or `memory://`."""
+    def open(cls, url: str, *, token: str | None = None, endpoint: str | None = None, space: str | None = None,
+             **options: Any) -> "TaskQueue":
+        """`hf://datasets/OWNER/NAME[/path/tasks.csv]`, a folder path, or `memory://`. With `space` (or
+        $SCHEDULER_SPACE) each add wakes that Space for the task's hardware."""
         queue_options = {k: options.pop(k) for k in ("clock", "max_tries", "sleep", "unavailable_deadline_s") if k in options}
-        return cls(open_store(url, token=token, endpoint=endpoint, **options), **queue_options)
+        from .wake import waker_for
+
+        waker = waker_for(space, token=token, endpoint=endpoint)
+        return cls(open_store(url, token=token, endpoint=endpoint, **options), waker=waker, **queue_options)
 
     def __repr__(self) -> str:
         return f"TaskQueue({self.store.describe()!r})"
@@ -416,17 +426,38 @@ class TaskQueue:
                     continue
         raise StoreError(f"{self.store.describe()}: could not create the queue file")
 
-    def add(self, task: Task | None = None, /, **fields: Any) -> Task:
-        """Add one task (a Task, or the fields of Task.new). Adding the same id again adds nothing."""
+    def add(self, task: Task | None = None, /, *, wake: bool | None = None, **fields: Any) -> Task:
+        """Add one task (a Task, or the fields of Task.new). Adding the same id again adds nothing.
+        `wake` (default: when the queue knows its Space) asks the Space for the task's hardware now."""
         task = task if task is not None else Task.new(**fields)
-        return self.transact(add_tasks([task]), f"Add task {task.id}")[0]
+        self._check_wake(wake)
+        added = self.transact(add_tasks([task]), f"Add task {task.id}")
+        self._wake(added, wake)
+        return added[0]
 
-    def add_many(self, tasks: Iterable[Task]) -> list[Task]:
+    def add_many(self, tasks: Iterable[Task], *, wake: bool | None = None) -> list[Task]:
         """Add several tasks in one write (one commit on the Hub)."""
         tasks = list(tasks)
         if not tasks:
             return []
-        return self.transact(add_tasks(tasks), f"Add {len(tasks)} tasks")
+        self._check_wake(wake)
+        added = self.transact(add_tasks(tasks), f"Add {len(tasks)} tasks")
+        self._wake(added, wake)
+        return added
+
+    def _check_wake(self, wake: bool | None) -> None:
+        if wake and self.waker is None:
+            raise UserError("wake=True needs the queue's Space: TaskQueue.open(url, space=OWNER/NAME) "
+                            "or SCHEDULER_SPACE")
+
+    def _wake(self, tasks: list[Task], wake: bool | None) -> None:
+        if self.waker is None or wake is False:
+            return
+        try:
+            self.last_wake = self.waker.wake(tasks)
+        except Exception as exc:
+            # The tasks are stored: the Space's own polling (or a webhook) still finds them.
+            self.last_wake = exc
 
     def claim(self, worker: str, lease_s: float = 600.0, hardware: str | Iterable[str] | None = None) -> Task | None:
         """Take the next runnable task (priority, then age), optionally only for some hardware flavors."""
