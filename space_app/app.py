@@ -26,7 +26,7 @@ from scheduler.access import Access  # noqa: E402
 from scheduler.errors import InvalidTransition, TaskNotFound, ValidationError  # noqa: E402
 from scheduler.hub import describe  # noqa: E402
 from scheduler.queue import TaskQueue  # noqa: E402
-from scheduler.redact import redact  # noqa: E402
+from scheduler.redact import redact, register_secret  # noqa: E402
 
 APP_DIR = Path(__file__).resolve().parent
 # Imported by load_gradio(), after the worker has started: on a Space that just booted onto a GPU,
@@ -45,7 +45,7 @@ FIELD_LABELS = {"model_id": "Model id", "dataset_id": "Dataset id", "hardware": 
                 "params": "Params (JSON object)", "priority": "Priority", "max_attempts": "Max attempts",
                 "timeout_s": "Timeout (s)"}
 CSS = """
-.field-error { color: #b91c1c; font-size: 0.9em; margin-top: -0.4em; }
+.field-error, .field-error * { color: #b91c1c !important; font-size: 0.95em; }
 .sched-bar { background: #e5e7eb; border-radius: 6px; height: 14px; overflow: hidden; }
 .sched-fill { background: #f59e0b; height: 100%; transition: width 0.5s; }
 .sched-label { font-size: 0.9em; margin-top: 4px; }
@@ -56,6 +56,7 @@ class SchedulerApp:
     def __init__(self, settings: dash.AppSettings, access: Access):
         self.settings = settings
         self.access = access
+        register_secret(settings.token)
         self.queue = TaskQueue.open(settings.queue_url, token=settings.token, endpoint=settings.endpoint)
         self.cached = dash.CachedQueue(self.queue)
         self.worker = dash.build_worker(settings) if settings.worker else None

@@ -58,15 +58,16 @@ class RunningApp:
 
 @pytest.fixture
 def start_app(tmp_path):
-    """start_app(env={...}, worker=False, callback="ok") -> RunningApp on a folder queue."""
+    """start_app(env={...}, worker=False, callback="ok", token=None) -> RunningApp on a folder queue."""
     from scheduler.access import Access
     from scheduler.dashboard import AppSettings
 
     module = load_app_module()
     running: list[RunningApp] = []
 
-    def start(env: dict | None = None, *, worker: bool = False, callback: str = "ok") -> RunningApp:
-        settings = AppSettings(queue_url=str(tmp_path / "queue"), callback=f"{CALLBACKS}:{callback}",
+    def start(env: dict | None = None, *, worker: bool = False, callback: str = "ok",
+              token: str | None = None) -> RunningApp:
+        settings = AppSettings(queue_url=str(tmp_path / "queue"), callback=f"{CALLBACKS}:{callback}", token=token,
                                work_dir=str(tmp_path / "work"), worker=worker,
                                worker_args=("--poll", "0.2", "--lease", "30", "--stop-grace", "1"))
         app = module.SchedulerApp(settings, Access.from_env(env or {}))
