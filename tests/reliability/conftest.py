@@ -28,10 +28,23 @@ def env_for_children(**extra: str) -> dict:
     return env
 
 
-def spawn_actor(*args: str, **env: str) -> subprocess.Popen:
-    """`python actors.py ROLE ...` (see actors.py); one JSON line per acknowledged operation on stdout."""
-    return subprocess.Popen([sys.executable, ACTORS, *map(str, args)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env_for_children(**env))
+def spawn_actor(*args: str, log: Path | None = None, **env: str) -> subprocess.Popen:
+    """`python actors.py ROLE ...` (see actors.py); one JSON line per acknowledged operation on stdout,
+    or in `log` when the test must watch it while the process runs."""
+    out = open(log, "w") if log is not None else subprocess.PIPE
+    try:
+        return subprocess.Popen([sys.executable, ACTORS, *map(str, args)], stdout=out,
+                                stderr=subprocess.PIPE, text=True, env=env_for_children(**env))
+    finally:
+        if log is not None:
+            out.close()
+
+
+def acked_in(log: Path) -> int:
+    try:
+        return sum(1 for e in json_lines(log.read_text()) if e.get("ok"))
+    except OSError:
+        return 0
 
 
 def json_lines(text: str) -> list[dict]:
