@@ -1,0 +1,16 @@
+"""Callbacks the Jobs tests run inside emulated Jobs (loaded by file path, as users' callbacks are)."""
+
+from __future__ import annotations
+
+import os
+import time
+
+
+def sleepy(task, ctx):
+    ctx.log(f"output of {task.id} from Job {os.environ.get('JOB_ID')} on {os.environ.get('ACCELERATOR')}")
+    time.sleep(float(task.params.get("sleep", 0)))
+    return {"job": os.environ.get("JOB_ID"), "token_seen": bool(os.environ.get("HF_TOKEN"))}
+
+
+def boom(task, ctx):
+    raise RuntimeError("exploded inside the Job")

@@ -1,0 +1,146 @@
+"""The jobs executor on the emulator: each task is a Hub Job of its flavor, the Space stays on cpu-basic."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from scheduler.executors import JobsConfig, JobsWorker, make_worker
+from scheduler.hardware import SpaceController
+from scheduler.queue import TaskQueue
+from scheduler.tasks import Status, Task
+from scheduler.worker import Worker
+
+from ..conftest import TEST_TOKEN
+
+ROOT = Path(__file__).resolve().parents[2]
+CALLBACKS = Path(__file__).with_name("job_callbacks.py")
+SPACE = "demo/scheduler"
+QUEUE = "hf://datasets/demo/queue"
+
+
+def jobs_config(**kw) -> JobsConfig:
+    # The emulator runs the Job's command here, so the package comes from this checkout.
+    return JobsConfig(env={"PYTHONPATH": str(ROOT)}, poll_s=0.2, idle_poll_s=0.2, **kw)
+
+
+def open_queue(emulator) -> TaskQueue:
+    queue = TaskQueue.open(QUEUE, token=TEST_TOKEN, endpoint=emulator.url)
+    queue.init()
+    return queue
+
+
+def new_tasks(n: int, hardware: str = "t4-small", **params) -> list[Task]:
+    return [Task.new("demo/model", "demo/data", hardware, params=params) for _ in range(n)]
+
+
+def emulated_jobs(emulator) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted((emulator.data_dir / "jobs").glob("*.json"))]
+
+
+def max_overlap(jobs: list[dict]) -> int:
+    events = sorted([(j["_started"], 1) for j in jobs] + [(j["_finished"], -1) for j in jobs])
+    level = peak = 0
+    for _, step in events:
+        level += step
+        peak = max(peak, level)
+    return peak
+
+
+def test_six_tasks_with_three_concurrent_jobs_take_about_two_job_lengths_and_the_space_stays_on_cpu(
+        emulator, hf_api, tmp_path):
+    hf_api.create_repo(SPACE, repo_type="space", space_sdk="gradio")
+    queue = open_queue(emulator)
+    tasks = queue.add_many(new_tasks(6, sleep=3))
+    worker = JobsWorker(queue, f"{CALLBACKS}:sleepy", token=TEST_TOKEN, endpoint=emulator.url,
+                        controller=SpaceController(SPACE, api=hf_api), config=jobs_config(max_concurrent_jobs=3),
+                        work_dir=tmp_path / "work")
+    start = time.monotonic()
+    worker.run(until_idle=True)
+    wall = time.monotonic() - start
+
+    done = {t.id: t for t in queue.list()}
+    assert {t.status for t in done.values()} == {Status.DONE}
+    assert all(t.attempts == 1 and t.result["token_seen"] for t in done.values())
+    jobs = emulated_jobs(emulator)
+    assert len(jobs) == 6 and {j["flavor"] for j in jobs} == {"t4-small"}
+    assert max_overlap(jobs) == 3
+    job_length = max(j["_finished"] - j["_started"] for j in jobs)
+    # Two waves of three, not six in a row.
+    assert 2 * 3.0 <= wall < 4 * job_length, (wall, job_length)
+    assert all(t.gpu_seconds >= 3.0 and t.cost_usd > 0 for t in done.values())
+    bill = emulator.billing(SPACE)
+    assert bill["hardware_requests"] == 0 and bill["hardware_changes"] == 0
+    assert {e["hardware"] for e in bill["timeline"] if e["hardware"]} == {"cpu-basic"}
+    for task in tasks:
+        log = (tmp_path / "work" / "logs" / f"{task.id}.log").read_text()
+        job = done[task.id].result["job"]
+        assert f"output of {task.id} from Job {job} on t4-small" in log
+        assert TEST_TOKEN not in log
+
+
+def test_a_failing_callback_fails_its_task_with_the_jobs_error_and_is_retried_as_a_new_job(emulator, tmp_path):
+    queue = open_queue(emulator)
+    task = queue.add(Task.new("demo/model", "demo/data", "a10g-small", max_attempts=2))
+    worker = JobsWorker(queue, f"{CALLBACKS}:boom", token=TEST_TOKEN, endpoint=emulator.url, space_id=SPACE,
+                        config=jobs_config(retry_delay_s=0.0), work_dir=tmp_path / "work")
+    worker.run(until_idle=True)
+    failed = queue.get(task.id)
+    assert failed.status is Status.FAILED and failed.attempts == 2
+    assert "RuntimeError: exploded inside the Job" in failed.error
+    assert len(emulated_jobs(emulator)) == 2
+
+
+def test_cancelling_a_task_cancels_its_job(emulator, tmp_path):
+    queue = open_queue(emulator)
+    task = queue.add_many(new_tasks(1, sleep=60))[0]
+    worker = JobsWorker(queue, f"{CALLBACKS}:sleepy", token=TEST_TOKEN, endpoint=emulator.url, space_id=SPACE,
+                        config=jobs_config(lease_s=1.5), work_dir=tmp_path / "work")
+    thread = worker.start_thread()
+    deadline = time.monotonic() + 30
+    while not any(j["status"]["stage"] == "RUNNING" for j in emulated_jobs(emulator)):
+        assert time.monotonic() < deadline, "the Job never started"
+        time.sleep(0.1)
+    queue.cancel(task.id, "not needed")
+    deadline = time.monotonic() + 30
+    while emulated_jobs(emulator)[0]["status"]["stage"] != "CANCELED":
+        assert time.monotonic() < deadline, "the Job was not cancelled"
+        time.sleep(0.1)
+    worker.stop("test over", wait_s=30)
+    assert not thread.is_alive()
+    assert queue.get(task.id).status is Status.CANCELLED
+
+
+def test_three_workers_on_one_queue_run_thirty_tasks_each_exactly_once(emulator, tmp_path):
+    open_queue(emulator).add_many(new_tasks(30, hardware="cpu-basic"))
+    workers = [JobsWorker(open_queue(emulator), f"{CALLBACKS}:sleepy", token=TEST_TOKEN, endpoint=emulator.url,
+                          space_id=SPACE, config=jobs_config(max_concurrent_jobs=2), work_dir=tmp_path / f"w{i}",
+                          name=f"worker-{i}") for i in range(3)]
+    threads = [threading.Thread(target=w.run, kwargs={"until_idle": True}) for w in workers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(240)
+    tasks = open_queue(emulator).list()
+    assert len(tasks) == 30 and {t.status for t in tasks} == {Status.DONE}
+    assert all(t.attempts == 1 for t in tasks)
+    labels = [j["labels"]["space-scheduler-task"] for j in emulated_jobs(emulator)]
+    assert sorted(labels) == sorted(t.id for t in tasks)  # one Job per task, none twice
+    assert len({t.worker for t in tasks}) > 1
+
+
+def test_the_executor_is_chosen_by_name_and_space_stays_the_default(emulator, hf_api, monkeypatch):
+    queue = open_queue(emulator)
+    hf_api.create_repo(SPACE, repo_type="space", space_sdk="gradio")
+    controller = SpaceController(SPACE, api=hf_api)
+    monkeypatch.delenv("SCHEDULER_EXECUTOR", raising=False)
+    assert isinstance(make_worker(queue, controller, "x.py:f"), Worker)
+    monkeypatch.setenv("SCHEDULER_EXECUTOR", "jobs")
+    jobs = make_worker(queue, controller, "x.py:f", token=TEST_TOKEN)
+    assert isinstance(jobs, JobsWorker) and jobs.image == f"hf.co/spaces/{SPACE}" and jobs.namespace == "demo"
+    with pytest.raises(ValueError, match="executor"):
+        make_worker(queue, controller, "x.py:f", executor="gpu")
