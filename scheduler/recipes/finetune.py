@@ -176,8 +176,9 @@ def plan_labels(values: list, class_names: list[str] | None, config_label2id: di
         names = [name for name, _ in sorted(known.items(), key=lambda kv: kv[1])]
         ids = [known[str(v)] if str(v) in known else by_id[str(v)] for v in values]
         return names, ids
-    index = {name: i for i, name in enumerate(present)}
-    return present, [index[str(v)] for v in values]
+    names = list(class_names) if class_names is not None else present  # keep the dataset's own order
+    index = {name: i for i, name in enumerate(names)}
+    return names, [index[str(v)] for v in values]
 
 
 def model_card(*, repo_id: str, task, kind: str, params: dict, metrics: dict, lora: bool, merged: bool) -> str:
@@ -391,6 +392,9 @@ def _fit_and_push(task, ctx, params, kind, model, tokenizer, train_set, eval_set
             metrics["initial_eval_loss"] = _round(before.get("eval_loss"))
             ctx.log(f"before training: eval loss {metrics['initial_eval_loss']}")
 
+    if ctx.should_stop():  # cancelled while loading; Relay only looks after each step
+        ctx.log("stopped before training started")
+        return {**metrics, "stopped": True, "global_step": resume[1] if resume else 0}
     started = time.monotonic()
     output = trainer.train(resume_from_checkpoint=str(resume[0]) if resume else None)
     step = trainer.state.global_step
