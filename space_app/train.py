@@ -7,6 +7,8 @@ Run by the scheduler as `train(task, ctx)`:
   fine-tuned from its weights; any other model starts from scratch (a bag-of-words model
   cannot reuse a transformer's weights), which the log says.
 - `params`: epochs (3), lr (0.5), batch_size (64), max_features (5000), val_fraction (0.2), seed (0).
+- `params.recipe = "transformers"` hands the task to the Trainer fine-tuning recipe instead
+  (`scheduler/recipes/finetune.py`, needs `space-scheduler[train]`).
 
 The result is uploaded in one commit to `OWNER/<model name>-finetuned-<task id>`: a task that is
 run again (a retry after a crash) overwrites its own repo instead of creating another.
@@ -32,6 +34,10 @@ _owners: dict[str, str] = {}
 
 def train(task, ctx) -> dict:
     params = dict(task.params or {})
+    if params.get("recipe") == "transformers":
+        from scheduler.recipes.finetune import train as finetune
+
+        return finetune(task, ctx)
     epochs = int(params.get("epochs", 3))
     lr = float(params.get("lr", 0.5))
     batch_size = int(params.get("batch_size", 64))
