@@ -1,0 +1,81 @@
+"""The deployed Space itself: started by the emulator's supervisor from the files deploy uploaded."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from scheduler.cli import main
+from scheduler.queue import TaskQueue
+from scheduler.tasks import Status, Task
+
+from ..conftest import TEST_TOKEN
+
+SPACE = "demo/scheduler"
+QUEUE = "demo/queue"
+APP_DIR = Path(__file__).resolve().parents[2] / "space_app"
+
+QUICK_CALLBACK = '''
+import os
+
+
+def train(task, ctx):
+    ctx.log(f"quick training of {task.model_id} on {os.environ.get('SPACE_HARDWARE')}")
+    return {"hardware": os.environ.get("SPACE_HARDWARE")}
+'''
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while not (value := predicate()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.2)
+    return value
+
+
+@pytest.mark.skipif(not (APP_DIR / "app.py").exists(), reason="the Space app is not in this checkout")
+def test_a_deployed_space_started_by_the_supervisor_runs_a_submitted_task_to_done(emulator, hf_api, tmp_path,
+                                                                               monkeypatch):
+    app_dir = tmp_path / "space_app"
+    shutil.copytree(APP_DIR, app_dir, ignore=shutil.ignore_patterns("__pycache__"))
+    (app_dir / "quick.py").write_text(QUICK_CALLBACK)
+    monkeypatch.setenv("HF_TOKEN", TEST_TOKEN)
+    assert main(["deploy", SPACE, "--queue", QUEUE, "--endpoint", emulator.url, "--app-dir", str(app_dir),
+                 "--callback", "quick.py:train"]) == 0
+    # Production polls every 15 s; a test waits for nothing longer than it must.
+    hf_api.add_space_variable(SPACE, "SCHEDULER_WORKER_ARGS", "--poll 0.5 --lease 30")
+    port = free_port()
+    # No cwd: the emulator checks out the Space's files and runs its app_file, as the Hub does.
+    httpx.post(f"{emulator.url}/_emulator/spaces/{SPACE}/supervise",
+               json={"port": port, "env": {"SYSTEM": "emulator"}}, timeout=30).raise_for_status()
+    try:
+        wait_for(lambda: hf_api.get_space_runtime(SPACE).stage == "RUNNING", 60, "the Space to run")
+        queue = TaskQueue.open(f"hf://datasets/{QUEUE}", token=TEST_TOKEN, endpoint=emulator.url, space=SPACE)
+        task = queue.add(Task.new("demo/model", "demo/data", "t4-small"))
+        assert queue.last_wake.requested  # the submit itself asked for the GPU
+
+        def finished():
+            current = queue.get(task.id)
+            return current if current.is_terminal else None
+
+        done = wait_for(finished, 120, "the task to finish")
+        log = emulator.hub.spaces.log_path(SPACE)
+        assert done.status is Status.DONE, (done.error, log.read_text(errors="replace")[-3000:])
+        assert done.result == {"hardware": "t4-small"}
+        wait_for(lambda: (rt := hf_api.get_space_runtime(SPACE)).hardware == "cpu-basic"
+                 and rt.requested_hardware == "cpu-basic", 60, "the Space back on cpu-basic")
+        assert TEST_TOKEN not in log.read_text(errors="replace")
+    finally:
+        emulator.hub.spaces.supervisor.stop(SPACE, 5.0)
