@@ -279,7 +279,8 @@ def _child_main(spec_path: str) -> int:
         result = callback(task, ctx)
         if result is not None and not isinstance(result, dict):
             raise TypeError(f"the callback returned {type(result).__name__}; expected a dict or None")
-        outcome = {"ok": True, "result": json.loads(json.dumps(result or {}, default=_jsonable))}
+        # The result goes into tasks.csv, which more people read than the Space's token should reach.
+        outcome = {"ok": True, "result": json.loads(redact(json.dumps(result or {}, default=_jsonable)))}
     except BaseException as exc:  # noqa: BLE001 - SystemExit/KeyboardInterrupt are failures too
         outcome = {"ok": False, "error": describe_exception(exc)}
         emit(outcome["error"])
