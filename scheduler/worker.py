@@ -106,8 +106,11 @@ class Worker:
     def __init__(self, queue: TaskQueue, controller, callback: str, *, token: str | None = None,
                  endpoint: str | None = None, work_dir: str | os.PathLike | None = None,
                  config: WorkerConfig = WorkerConfig(), name: str | None = None,
-                 clock: Callable[[], datetime] = utcnow, say: Callable[[str], None] | None = None):
+                 clock: Callable[[], datetime] = utcnow, say: Callable[[str], None] | None = None,
+                 on_finish: Callable[[Task], None] | None = None):
         self.queue = queue
+        # Called with each task this worker finished (DONE or FAILED), e.g. to notify its submitter.
+        self.on_finish = on_finish
         self.controller = controller
         self.callback = callback
         self.token = token
@@ -388,7 +391,7 @@ class Worker:
                         task.id, self.id, gpu_seconds=round((task.gpu_seconds or 0.0) + seconds, 3),
                         cost_usd=round((task.cost_usd or 0.0) + cost, 6))
             elif outcome.get("ok") and stop_reason is None:
-                self.queue.complete(task.id, self.id, outcome.get("result") or None, **costs)
+                self._finished(self.queue.complete(task.id, self.id, outcome.get("result") or None, **costs))
                 log.write(f"done in {seconds:.1f}s")
                 self._say(f"task {task.id} done in {seconds:.1f}s")
                 self._set(done=self._status["done"] + 1)
@@ -400,6 +403,7 @@ class Worker:
                 retry = not timed_out
                 delay = 0.0 if interrupted else self.config.retry_delay_s
                 updated = self.queue.fail(task.id, self.id, redact(error), retry=retry, retry_delay_s=delay, **costs)
+                self._finished(updated)
                 log.write(f"failed ({updated.status.value}): {error}")
                 self._say(f"task {task.id} failed ({updated.status.value}): {error}")
                 self._set(failed=self._status["failed"] + 1, last_error=redact(f"{task.id}: {error}"))
@@ -409,6 +413,14 @@ class Worker:
             # The lease runs out and the task is recovered: better than guessing what was written.
             log.write(f"could not record the outcome: {describe(exc)}")
             self._set(last_error=redact(f"{task.id}: could not record the outcome: {describe(exc)}"))
+
+    def _finished(self, task: Task) -> None:
+        if self.on_finish is None or not task.is_terminal:
+            return
+        try:
+            self.on_finish(task)
+        except Exception as exc:  # a notification must never change what was recorded
+            self._set(last_error=redact(f"{task.id}: on_finish: {describe(exc)}"))
 
     def _give_up(self, action: GiveUp, runtime: Runtime) -> None:
         for _ in action.task_ids:
