@@ -71,7 +71,8 @@ class JobsWorker:
     def __init__(self, queue: TaskQueue, callback: str, *, api=None, token: str | None = None,
                  endpoint: str | None = None, space_id: str | None = None, controller=None,
                  config: JobsConfig = JobsConfig(), work_dir: str | os.PathLike | None = None,
-                 name: str | None = None, say: Callable[[str], None] | None = None):
+                 name: str | None = None, say: Callable[[str], None] | None = None,
+                 on_finish: Callable[[Task], None] | None = None):
         from huggingface_hub import HfApi
 
         from . import hub
@@ -97,6 +98,7 @@ class JobsWorker:
         self.work_dir.mkdir(parents=True, exist_ok=True)
         self.id = name or worker_id(self.space_id)
         self._say_to = say
+        self.on_finish = on_finish
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
@@ -290,7 +292,7 @@ class JobsWorker:
             if run.stop_reason in ("cancelled",) or (run.stop_reason or "").startswith("lease lost"):
                 run.log.write(f"not recorded: {run.stop_reason}")
             elif stage == "COMPLETED" and run.stop_reason is None and error is None:
-                self.queue.complete(task.id, run.worker, result or None, **costs)
+                self._finished(self.queue.complete(task.id, run.worker, result or None, **costs))
                 run.log.write(f"done in {seconds:.1f}s (Job {run.job_id})")
                 self._set(done=self._status["done"] + 1)
             else:
@@ -307,8 +309,17 @@ class JobsWorker:
 
     def _fail(self, task: Task, worker: str, error: str, *, retry: bool, seconds: dict | None,
               delay: float | None = None) -> None:
-        self.queue.fail(task.id, worker, redact(error), retry=retry, retry_delay_s=delay, **(seconds or {}))
+        self._finished(self.queue.fail(task.id, worker, redact(error), retry=retry, retry_delay_s=delay,
+                                       **(seconds or {})))
         self._set(failed=self._status["failed"] + 1, last_error=redact(f"{task.id}: {error}"))
+
+    def _finished(self, task: Task) -> None:
+        if self.on_finish is None or not task.is_terminal:
+            return
+        try:
+            self.on_finish(task)
+        except Exception as exc:  # a notification must never change what was recorded
+            self._set(last_error=redact(f"{task.id}: on_finish: {describe(exc)}"))
 
     def _price(self, flavor: str) -> float:
         from .hardware import hourly_prices
@@ -365,7 +376,7 @@ def make_worker(queue: TaskQueue, controller, callback: str, *, executor: str | 
         raise UserError(f"executor must be one of {', '.join(EXECUTORS)}, got {executor!r}")
     if executor == "space":
         return Worker(queue, controller, callback, **options)
-    allowed = {k: options[k] for k in ("token", "endpoint", "work_dir", "name", "say") if k in options}
+    allowed = {k: options[k] for k in ("token", "endpoint", "work_dir", "name", "say", "on_finish") if k in options}
     return JobsWorker(queue, callback, controller=controller, config=jobs or JobsConfig(), **allowed)
 
 
