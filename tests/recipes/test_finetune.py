@@ -94,7 +94,7 @@ def test_causal_lm_with_lora_pushes_an_adapter_that_loads(seeded_hub, tmp_path):
     assert outcome["ok"], outcome
     result = outcome["result"]
     assert result["task"] == "causal-lm"
-    assert result["eval_loss"] < result["initial_eval_loss"] - 0.2
+    assert result["eval_loss"] < result["initial_eval_loss"] - 0.1  # 3.69 -> 3.42 here; LoRA on attention only
     assert "LoRA r=8" in outcome["log"]
     files = set(api.list_repo_files(result["repo_id"]))
     assert {"adapter_config.json", "adapter_model.safetensors", "tokenizer.json", "README.md"} <= files
