@@ -15,6 +15,7 @@ SPACE_ID, HF_TOKEN, HF_ENDPOINT.
 import argparse
 import os
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -29,6 +30,7 @@ from scheduler.queue import TaskQueue  # noqa: E402
 from scheduler.redact import redact, register_secret  # noqa: E402
 
 APP_DIR = Path(__file__).resolve().parent
+WAKE_DELAY_S = 2.0
 # Imported by load_gradio(), after the worker has started: on a Space that just booted onto a GPU,
 # importing gradio takes seconds that are billed, and the worker does not need it.
 gr = None
@@ -96,7 +98,9 @@ class SchedulerApp:
         self.queue.add(task)
         self.cached.invalidate()
         if self.worker:
-            self.worker.wake()
+            # Not at once: waking may switch hardware, and the switch restarts this process; the
+            # caller's answer must be out first.
+            threading.Timer(WAKE_DELAY_S, self.worker.wake).start()
         return task.id
 
     def change(self, user: str | None, task_id: str, verb: str, reason: str = ""):

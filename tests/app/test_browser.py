@@ -1,0 +1,166 @@
+"""The demo's page in headless Chromium: sign in, a refused and an accepted submit, and the task
+going PENDING -> RUNNING (with progress) -> DONE in the table while the Space switches hardware.
+
+Debian's `chromium` (/usr/bin/chromium) driven by Python playwright; screenshots of each state go
+to test-artifacts/ (gitignored).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from .conftest import ROOT
+
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = ROOT / "test-artifacts"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+DEMO_TOKEN = "hf_demo_local_emulator_token"
+
+if not Path(CHROMIUM).exists() and not os.environ.get("CI"):
+    pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium); CI installs it and fails without it",
+                allow_module_level=True)
+
+
+@pytest.fixture
+def demo(tmp_path):
+    """`space-scheduler demo` in the background; yields the app's URL; Ctrl-C at the end."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-m", "scheduler", "demo", "--data", str(tmp_path / "hub"),
+                             "--boot-delay", "1"], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []
+    url = None
+    deadline = time.monotonic() + 240
+    while url is None:
+        line = proc.stdout.readline()
+        if not line and proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError("the demo did not print its URL:\n" + "".join(lines))
+        lines.append(line)
+        found = re.search(r"Space is up: (http://\S+)", line)
+        url = found.group(1) if found else None
+    # Keep reading: a full pipe would block the demo's status line, and with it the demo.
+    rest: list[str] = []
+    reader = threading.Thread(target=lambda: rest.extend(proc.stdout), daemon=True)
+    reader.start()
+    try:
+        yield url
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=60)
+            reader.join(10)
+            out = "".join(rest)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out = "".join(rest)
+        assert proc.returncode == 0, "".join(lines) + out
+
+
+@pytest.fixture
+def page(tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as pw:
+        context = pw.chromium.launch_persistent_context(
+            str(tmp_path / "chromium-profile"), executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS,
+            viewport={"width": 1400, "height": 1300})
+        try:
+            yield context.new_page()
+        finally:
+            context.close()
+
+
+def server_up(url: str) -> bool:
+    import httpx
+
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def row_of(page, task_id: str) -> str:
+    row = page.locator("#queue-table [role=row]", has_text=task_id)
+    return row.first.inner_text() if row.count() else ""
+
+
+def wait_for_row(page, task_id: str, status: str, timeout: float, shot: str | None = None) -> None:
+    """Wait for the task's row to show `status`; the page refreshes itself, but while the Space restarts
+    onto other hardware its server is gone for seconds, so a page left without news is reloaded."""
+    deadline = time.monotonic() + timeout
+    quiet_since = time.monotonic()
+    last, was_down = None, False
+    while status not in (text := row_of(page, task_id)):
+        if text != last:
+            last, quiet_since = text, time.monotonic()
+        elif time.monotonic() - quiet_since > 1:
+            up = server_up(page.url)
+            was_down = was_down or not up
+            # Back after a restart (the old page's events went to a server that is gone), or silent too long.
+            if up and (was_down or time.monotonic() - quiet_since > 8):
+                page.goto(page.url)
+                page.wait_for_selector("#queue-table", timeout=60_000)
+                quiet_since, was_down = time.monotonic(), False
+        if time.monotonic() > deadline:
+            page.screenshot(path=str(ARTIFACTS / "app-failed.png"), full_page=True)
+            pytest.fail(f"{task_id} never showed {status}; last row: {text!r}")
+        page.wait_for_timeout(200)
+    if shot:
+        page.screenshot(path=str(ARTIFACTS / shot), full_page=True)
+
+
+def test_a_task_submitted_in_the_browser_goes_pending_running_done_with_progress(demo, page):
+    page.goto(demo)
+    page.wait_for_selector("#whoami", timeout=60_000)
+    page.get_by_text("Not signed in").wait_for(timeout=60_000)
+    page.get_by_role("button", name=re.compile("Sign in with Hugging Face")).click()
+    page.get_by_text("Signed in as").wait_for(timeout=60_000)
+    assert "demo" in page.locator("#whoami").inner_text()
+
+    page.locator("#field-model_id textarea, #field-model_id input").first.fill("not a repo")
+    page.locator("#field-dataset_id textarea, #field-dataset_id input").first.fill("demo/reviews-mini")
+    page.locator("#submit").click()
+    error = page.locator("#err-model_id")
+    error.get_by_text("Model id").wait_for(timeout=60_000)
+    assert "must be OWNER/NAME" in error.inner_text()
+    assert "Not submitted" in page.locator("#submit-result").inner_text()
+    page.screenshot(path=str(ARTIFACTS / "app-invalid-input.png"), full_page=True)
+
+    page.locator("#field-model_id textarea, #field-model_id input").first.fill("demo/tiny-classifier")
+    # batch_size 1 makes the example callback take a few seconds, long enough to watch it run.
+    page.locator("#field-params textarea").first.fill('{"epochs": 800, "batch_size": 1}')
+    page.locator("#submit").click()
+    page.locator("#submit-result").get_by_text("Submitted task").wait_for(timeout=60_000)
+    task_id = re.search(r"Submitted task (\w+)", page.locator("#submit-result").inner_text()).group(1)
+    assert not page.locator("#err-model_id").is_visible()
+
+    wait_for_row(page, task_id, "PENDING", 60, "app-1-pending.png")
+    wait_for_row(page, task_id, "RUNNING", 180)
+    # The progress bar and the log follow the running task.
+    deadline = time.monotonic() + 60
+    while True:
+        label = page.locator("#progress").inner_text()
+        percent = int(page.locator("#progress .sched-progress").get_attribute("data-progress") or 0)
+        if task_id in label and percent > 0:
+            break
+        if "DONE" in row_of(page, task_id) or time.monotonic() > deadline:
+            pytest.fail(f"no progress shown while {task_id} ran; progress: {label!r}")
+        page.wait_for_timeout(200)
+    assert "epoch" in page.locator("#log textarea").input_value()
+    page.screenshot(path=str(ARTIFACTS / "app-2-running.png"), full_page=True)
+    wait_for_row(page, task_id, "DONE", 180, "app-3-done.png")
+    assert "t4-small" in row_of(page, task_id) and "demo" in row_of(page, task_id)
+    assert DEMO_TOKEN not in page.content()
