@@ -82,7 +82,9 @@ def soak(tasks: int, data_dir: Path, *, batch: int = 10, fail_every: int = 10, a
             table = codec.parse(snapshot.data)
             max_rows, max_bytes = max(max_rows, len(table)), max(max_bytes, len(snapshot.data or b""))
             live = [t for t in table.tasks() if not t.is_terminal]
-            finished = archived + sum(1 for t in table.tasks() if t.is_terminal)
+            # Only finished rows leave tasks.csv; counting archive()'s return instead would miss the rows of
+            # an archive commit whose answer was lost (the retry finds nothing left to move and returns 0).
+            finished = added - len(live)
             if len(live) < batch and added < tasks:
                 n = min(batch, tasks - added)
                 queue.add_many([Task.new("acme/model", "acme/data", "cpu-upgrade", id=f"s{added + i:05d}", max_attempts=1,
