@@ -110,7 +110,7 @@ def wait_for_row(page, task_id: str, status: str, timeout: float, shot: str | No
             up = server_up(page.url)
             was_down = was_down or not up
             # Back after a restart (the old page's events went to a server that is gone), or silent too long.
-            if up and (was_down or time.monotonic() - quiet_since > 8):
+            if up and (was_down or time.monotonic() - quiet_since > 4):
                 page.goto(page.url)
                 page.wait_for_selector("#queue-table", timeout=60_000)
                 quiet_since, was_down = time.monotonic(), False
@@ -141,7 +141,7 @@ def test_a_task_submitted_in_the_browser_goes_pending_running_done_with_progress
 
     page.locator("#field-model_id textarea, #field-model_id input").first.fill("demo/tiny-classifier")
     # batch_size 1 makes the example callback take a few seconds, long enough to watch it run.
-    page.locator("#field-params textarea").first.fill('{"epochs": 800, "batch_size": 1}')
+    page.locator("#field-params textarea").first.fill('{"epochs": 2000, "batch_size": 1}')
     page.locator("#submit").click()
     page.locator("#submit-result").get_by_text("Submitted task").wait_for(timeout=60_000)
     task_id = re.search(r"Submitted task (\w+)", page.locator("#submit-result").inner_text()).group(1)
