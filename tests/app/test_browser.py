@@ -93,8 +93,13 @@ def server_up(url: str) -> bool:
 
 
 def row_of(page, task_id: str) -> str:
-    row = page.locator("#queue-table [role=row]", has_text=task_id)
-    return row.first.inner_text() if row.count() else ""
+    from playwright.sync_api import Error as PlaywrightError
+
+    try:
+        row = page.locator("#queue-table [role=row]", has_text=task_id)
+        return row.first.inner_text(timeout=5_000) if row.count() else ""
+    except PlaywrightError:  # the page is being replaced by a reload
+        return ""
 
 
 def wait_for_row(page, task_id: str, status: str, timeout: float, shot: str | None = None) -> None:
@@ -103,6 +108,8 @@ def wait_for_row(page, task_id: str, status: str, timeout: float, shot: str | No
     deadline = time.monotonic() + timeout
     quiet_since = time.monotonic()
     last, was_down = None, False
+    from playwright.sync_api import Error as PlaywrightError
+
     while status not in (text := row_of(page, task_id)):
         if text != last:
             last, quiet_since = text, time.monotonic()
@@ -111,9 +118,13 @@ def wait_for_row(page, task_id: str, status: str, timeout: float, shot: str | No
             was_down = was_down or not up
             # Back after a restart (the old page's events went to a server that is gone), or silent too long.
             if up and (was_down or time.monotonic() - quiet_since > 4):
-                page.goto(page.url)
-                page.wait_for_selector("#queue-table", timeout=60_000)
-                quiet_since, was_down = time.monotonic(), False
+                try:
+                    page.goto(page.url)
+                    page.wait_for_selector("#queue-table", timeout=60_000)
+                    was_down = False
+                except PlaywrightError:  # the server went away again mid-load (the next restart)
+                    was_down = True
+                quiet_since = time.monotonic()
         if time.monotonic() > deadline:
             page.screenshot(path=str(ARTIFACTS / "app-failed.png"), full_page=True)
             pytest.fail(f"{task_id} never showed {status}; last row: {text!r}")
