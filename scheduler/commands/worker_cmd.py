@@ -39,6 +39,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--retry-delay", type=float, default=None, help="seconds before a failed task is retried (default: backoff)")
     p.add_argument("--stop-grace", type=float, default=10.0, help="seconds a stopped callback gets before it is killed")
     p.add_argument("--max-timeout", type=float, default=6 * 3600.0, help="cap on every task's timeout_s")
+    p.add_argument("--executor", choices=["space", "jobs"], default=os.environ.get("SCHEDULER_EXECUTOR") or "space",
+                   help="space: switch this Space's hardware (default); jobs: stay on cpu-basic and run each task "
+                        "as a Hugging Face Job of its flavor ($SCHEDULER_EXECUTOR)")
+    p.add_argument("--max-concurrent-jobs", type=int, default=int(os.environ.get("SCHEDULER_MAX_CONCURRENT_JOBS") or 3),
+                   help="with --executor jobs: Jobs running at once (default 3)")
     p.add_argument("--crash-loop-boots", type=int, default=3, help="boots on paid hardware without progress before giving up")
     p.set_defaults(handler=cmd_worker)
 
@@ -55,7 +60,7 @@ def build_worker(args):
     from ..callbacks import resolve_spec
     from ..decide import Policy
     from ..hardware import LocalController, SpaceController
-    from ..worker import Worker, WorkerConfig
+    from ..worker import WorkerConfig
 
     args.token = _token(args)
     # Read now, not at import: the client fixes its default endpoint when first imported.
@@ -73,8 +78,20 @@ def build_worker(args):
         stop_grace_s=args.stop_grace, max_timeout_s=args.max_timeout, crash_loop_boots=args.crash_loop_boots,
         policy=Policy(max_gpu_wait_s=args.max_gpu_wait, request_deadline_s=args.request_deadline),
     )
-    return Worker(queue, controller, resolve_spec(args.callback), token=args.token, endpoint=args.endpoint,
-                  work_dir=args.work_dir, config=config, say=_say)
+    from .. import notify
+    from ..executors import JobsConfig, make_worker
+
+    space_id = None if args.hardware == "local" else (args.space or os.environ.get("SPACE_ID"))
+    # $SCHEDULER_NOTIFY=model|space opens a discussion when a task ends; a failed notice never fails the task.
+    from huggingface_hub import HfApi
+
+    if args.max_concurrent_jobs < 1:
+        raise UserError(f"--max-concurrent-jobs must be at least 1, got {args.max_concurrent_jobs}")
+    notifier = notify.from_env(HfApi(endpoint=args.endpoint, token=args.token), space_id)
+    return make_worker(queue, controller, resolve_spec(args.callback), executor=args.executor,
+                       jobs=JobsConfig(max_concurrent_jobs=args.max_concurrent_jobs),
+                       token=args.token, endpoint=args.endpoint, work_dir=args.work_dir, config=config, say=_say,
+                       on_finish=notify.safe(notifier, _say) if notifier else None)
 
 
 def _say(message: str) -> None:
