@@ -319,10 +319,23 @@ class SchedulerApp:
             self.worker.install_signal_handlers(exit_process=True)
         self.worker.start_thread()
 
-    def launch(self, blocks, *, host: str | None = None, port: int | None = None, **kwargs):
-        return blocks.queue(default_concurrency_limit=8).launch(
+    def launch(self, blocks, *, host: str | None = None, port: int | None = None,
+               webhook_secret: str | None = None, **kwargs):
+        blocking = not kwargs.pop("prevent_thread_lock", False)
+        result = blocks.queue(default_concurrency_limit=8).launch(
             server_name=host, server_port=port, auth=list(self.access.auth) or None, share=False,
-            ssr_mode=False, show_error=True, css=CSS, footer_links=[], **kwargs)
+            ssr_mode=False, show_error=True, css=CSS, footer_links=[], prevent_thread_lock=True, **kwargs)
+        secret = webhook_secret or os.environ.get("WEBHOOK_SECRET")
+        if secret and self.worker is not None:
+            # A Hub webhook on the queue dataset wakes the worker on any commit, from any client.
+            # Only with a secret: an open endpoint would let anyone poke the worker.
+            from scheduler.wake import mount_webhook
+
+            mount_webhook(result[0], lambda sha: self.worker.wake(), secret=secret,
+                          queue_repo=getattr(self.queue.store, "repo_id", None))
+        if blocking:
+            blocks.block_thread()
+        return result
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -66,7 +66,7 @@ def start_app(tmp_path):
     running: list[RunningApp] = []
 
     def start(env: dict | None = None, *, worker: bool = False, callback: str = "ok",
-              token: str | None = None) -> RunningApp:
+              token: str | None = None, webhook_secret: str | None = None) -> RunningApp:
         settings = AppSettings(queue_url=str(tmp_path / "queue"), callback=f"{CALLBACKS}:{callback}", token=token,
                                work_dir=str(tmp_path / "work"), worker=worker,
                                worker_args=("--poll", "0.2", "--lease", "30", "--stop-grace", "1"))
@@ -74,7 +74,8 @@ def start_app(tmp_path):
         blocks = app.build()
         app.start_worker(signals=False)
         port = free_port()
-        app.launch(blocks, host="127.0.0.1", port=port, prevent_thread_lock=True, quiet=True)
+        app.launch(blocks, host="127.0.0.1", port=port, prevent_thread_lock=True, quiet=True,
+                   webhook_secret=webhook_secret)
         handle = RunningApp(app, blocks, f"http://127.0.0.1:{port}/")
         running.append(handle)
         return handle
