@@ -24,6 +24,8 @@ def test_no_page_config_or_endpoint_response_contains_the_token_even_after_a_tas
 
     task = wait_for(failed, 60, "the leaky task to fail", every=0.2)
     assert "denied for token ***" in task["error"]  # the callback did put the token in its error
+    # Requeue then cancel below must see PENDING, not a worker that already re-ran the task.
+    running.app.worker.stop("token answers checked from here", wait_s=10)
     responses += [client.predict("ALL", api_name="/tasks"), client.predict(api_name="/status"),
                   client.predict(task_id, api_name="/requeue"), client.predict(task_id, "", api_name="/cancel")]
     for path in ("", "config", "gradio_api/info", "gradio_api/openapi.json"):
