@@ -8,7 +8,9 @@ every hardware change, and every second on paid hardware is billed.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import io
+import json
 import random
 import socket
 import sys
@@ -21,12 +23,24 @@ DEMO_TOKEN = "hf_demo_local_emulator_token"  # the emulator's own; never a real 
 SPACE = f"{DEMO_USER}/space-scheduler"
 QUEUE_REPO = f"{DEMO_USER}/tasks"
 DATASET = f"{DEMO_USER}/reviews-mini"
-# One flavor for the burst: the worker drains it on a single boot (one change up, one down).
-EXAMPLES = [
+# One flavor per burst: the worker drains it on a single boot (one change up, one down).
+NUMPY_EXAMPLES = [
     (f"{DEMO_USER}/tiny-classifier", DATASET, "t4-small", {"epochs": 3}),
     (f"{DEMO_USER}/tiny-classifier", DATASET, "t4-small", {"epochs": 5, "lr": 0.8}),
     (f"{DEMO_USER}/tiny-classifier", DATASET, "t4-small", {"epochs": 2, "batch_size": 32}),
 ]
+# The transformers recipe on the tiny random-initialised models seeded at start-up
+# (scheduler/recipes/tiny.py): a few seconds of Trainer steps each on one CPU thread.
+TINY_DATASET = f"{DEMO_USER}/tiny-sentiment"
+TRANSFORMERS_EXAMPLES = [
+    (f"{DEMO_USER}/tiny-bert-sentiment", TINY_DATASET, "t4-small",
+     {"recipe": "transformers", "learning_rate": 5e-3, "max_steps": 120, "batch_size": 16}),
+    (f"{DEMO_USER}/tiny-gpt2", TINY_DATASET, "t4-small",
+     {"recipe": "transformers", "lora": {"r": 8}, "learning_rate": 2e-2, "max_steps": 60, "batch_size": 16}),
+    (f"{DEMO_USER}/tiny-bert-sentiment", TINY_DATASET, "t4-small",
+     {"recipe": "transformers", "learning_rate": 5e-3, "epochs": 6, "batch_size": 16}),
+]
+TRAINING_STACK = ("torch", "transformers", "datasets", "accelerate", "peft")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -37,6 +51,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", default=None, help="emulator data folder (default: a temporary folder)")
     p.add_argument("--port", type=int, default=0, help="port of the Space's app (default: a free one)")
     p.add_argument("--submit", type=int, default=0, metavar="N", help="submit N example tasks")
+    p.add_argument("--recipe", choices=("auto", "transformers", "numpy"), default="auto",
+                   help="what the example tasks train: the transformers recipe on a tiny model made on the spot "
+                        "(needs `pip install 'space-scheduler[train]'`), or the numpy example; auto picks "
+                        "transformers when it is installed")
     p.add_argument("--until-idle", action="store_true",
                    help="no browser needed: exit with a summary once every task is finished and the Space is back "
                         "on cpu-basic (exit 0 only if all are DONE)")
@@ -59,6 +77,22 @@ def reviews_csv(n: int = 240, seed: int = 1) -> bytes:
         rng.shuffle(words)
         out.write(f"\"{' '.join(words)}\",{label}\n")
     return out.getvalue().encode()
+
+
+def missing_training_stack() -> list[str]:
+    """The packages of the `train` extra this Python cannot import (checked without importing torch)."""
+    return [name for name in TRAINING_STACK if importlib.util.find_spec(name) is None]
+
+
+def choose_recipe(asked: str) -> str:
+    missing = missing_training_stack()
+    if asked == "transformers" and missing:
+        from ..errors import UserError
+
+        raise UserError(f"--recipe transformers needs {', '.join(missing)}: pip install 'space-scheduler[train]'")
+    if asked == "auto":
+        return "numpy" if missing else "transformers"
+    return asked
 
 
 def _free_port() -> int:
@@ -100,8 +134,9 @@ def say(message: str) -> None:
     print(message, flush=True)
 
 
-def setup(hub_url: str, port: int) -> None:
-    """The demo dataset, the queue, the Space with its code and settings, and its app started."""
+def setup(hub_url: str, port: int, recipe: str = "numpy") -> None:
+    """The demo's data (and, for the transformers recipe, its tiny models), the queue, the Space with
+    its code and settings, and its app started."""
     import httpx
     from huggingface_hub import HfApi
 
@@ -112,6 +147,16 @@ def setup(hub_url: str, port: int) -> None:
     api.upload_file(path_or_fileobj=reviews_csv(), path_in_repo="train.csv", repo_id=DATASET, repo_type="dataset",
                     commit_message="A tiny sentiment dataset for the demo")
     say(f"Dataset: {DATASET} (train.csv)")
+    app_env = {"SYSTEM": "emulator"}
+    if recipe == "transformers":
+        from ..recipes.tiny import seed_demo_repos
+
+        repos = seed_demo_repos(api, DEMO_USER)
+        say(f"Tiny random-initialised models made here: {repos['classifier']}, {repos['causal_lm']}; "
+            f"dataset {repos['dataset']}")
+        # The emulated GPU is this machine's CPU: torch's default of one thread per core only fights
+        # the emulator and the app for the same cores (a step is many times slower).
+        app_env["OMP_NUM_THREADS"] = "1"
     deploy(DeployConfig(space_id=SPACE, queue_repo=QUEUE_REPO, token=DEMO_TOKEN, endpoint=hub_url),
            say=lambda line: say(f"  deploy {line}"))
     # A demo wants to see the Space react within a second, not at the production poll of 15 s.
@@ -120,7 +165,7 @@ def setup(hub_url: str, port: int) -> None:
     # The emulator has no OAuth provider: outside SYSTEM=spaces gradio's login signs in as the owner
     # of the Space's token (its local-development mode), which is the demo user.
     response = httpx.post(f"{hub_url}/_emulator/spaces/{SPACE}/supervise",
-                          json={"port": port, "env": {"SYSTEM": "emulator"}}, timeout=30)
+                          json={"port": port, "env": app_env}, timeout=30)
     response.raise_for_status()
 
 
@@ -165,12 +210,16 @@ def cmd_demo(args) -> int:
     data = Path(args.data) if args.data else Path(tempfile.mkdtemp(prefix="space-scheduler-demo-"))
     port = args.port or _free_port()
     app_url = f"http://127.0.0.1:{port}/"
+    recipe = choose_recipe(args.recipe)
     line = StatusLine()
     started = time.monotonic()
     with start_emulator(data, boot_delay=args.boot_delay, stop_grace=10.0) as hub:
         try:
             say(f"Hub emulator: {hub.url} (data in {data})")
-            setup(hub.url, port)
+            if recipe == "numpy" and args.recipe == "auto":
+                say(f"Example tasks use the numpy example: the transformers recipe needs "
+                    f"{', '.join(missing_training_stack())} (pip install 'space-scheduler[train]').")
+            setup(hub.url, port, recipe)
             queue = TaskQueue.open(f"hf://datasets/{QUEUE_REPO}", token=DEMO_TOKEN, endpoint=hub.url)
             while not (app_answers(app_url) and runtime_of(hub)["stage"] == "RUNNING"):
                 bill = runtime_of(hub)
@@ -185,13 +234,17 @@ def cmd_demo(args) -> int:
             line.done()
             say(f"\nThe scheduler's Space is up: {app_url}")
             say(f"Space logs: {hub.hub.spaces.log_path(SPACE)}")
+            examples = TRANSFORMERS_EXAMPLES if recipe == "transformers" else NUMPY_EXAMPLES
             if args.submit:
                 tasks = [Task.new(m, d, h, params=p, submitted_by=DEMO_USER) for m, d, h, p in
-                         (EXAMPLES * (args.submit // len(EXAMPLES) + 1))[: args.submit]]
+                         (examples * (args.submit // len(examples) + 1))[: args.submit]]
                 queue.add_many(tasks)
-                say(f"Submitted {len(tasks)} example task(s) for {', '.join(sorted({t.hardware for t in tasks}))}")
+                say(f"Submitted {len(tasks)} example task(s) for {', '.join(sorted({t.hardware for t in tasks}))} "
+                    f"({recipe} recipe)")
             if not args.until_idle:
+                model, dataset, _, params = examples[0]
                 say("Open it, sign in, submit a task and watch the Space switch to the GPU and back. "
+                    f"For example: model {model}, dataset {dataset}, parameters {json.dumps(params)}. "
                     "Ctrl-C stops everything.")
             return _watch(args, hub, queue, line, started)
         except KeyboardInterrupt:
@@ -205,6 +258,33 @@ def cmd_demo(args) -> int:
             if bill["hardware_changes"] or args.until_idle:
                 counts = _counts(queue) if "queue" in locals() else {}
                 say(summary(bill, counts))
+                if counts:
+                    say("\n".join(task_lines(_tasks(queue))))
+
+
+def task_lines(tasks) -> list[str]:
+    """One line per task: what it trained, how the loss moved, where the model went."""
+    lines = []
+    for task in tasks:
+        result = dict(task.result or {})
+        if "eval_loss" in result and "initial_eval_loss" in result:
+            what = f"eval loss {result['initial_eval_loss']} -> {result['eval_loss']}"
+        elif "loss" in result:
+            what = f"loss {result['loss']}"
+        else:
+            what = task.error or ""
+        if "eval_accuracy" in result:
+            what += f", accuracy {result['eval_accuracy']}"
+        where = f"; pushed to {result['repo_id']}" if result.get("repo_id") else ""
+        lines.append(f"  {task.id} {task.status.value:<9} {task.model_id}: {what}{where}")
+    return lines
+
+
+def _tasks(queue) -> list:
+    try:
+        return queue.list()
+    except Exception:  # a summary must not hide the exit status behind a traceback
+        return []
 
 
 def _counts(queue) -> dict[str, int]:

@@ -37,7 +37,7 @@ def demo(tmp_path):
     """`space-scheduler demo` in the background; yields the app's URL; Ctrl-C at the end."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen([sys.executable, "-m", "scheduler", "demo", "--data", str(tmp_path / "hub"),
-                             "--boot-delay", "1"], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                             "--boot-delay", "1", "--recipe", "numpy"], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     lines: list[str] = []
     url = None

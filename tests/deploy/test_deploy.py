@@ -139,3 +139,17 @@ def test_a_malformed_space_id_is_a_user_error_before_anything_is_written(emulato
     assert main(["deploy", "no-owner", "--queue", QUEUE, "--endpoint", emulator.url]) == 2
     assert "OWNER/NAME" in capsys.readouterr().err
     assert not hf_api.repo_exists(QUEUE, repo_type="dataset")
+
+
+def test_the_space_requirements_carry_the_package_and_the_train_extra():
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+
+    root = Path(__file__).resolve().parents[2]
+    project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
+    lines = {line.strip() for line in (root / "space_app" / "requirements.txt").read_text().splitlines()
+             if line.strip() and not line.startswith("#")}
+    names = {line.split("[")[0].split("=")[0].split(">")[0] for line in lines}
+    wanted = project["dependencies"] + project["optional-dependencies"]["train"]
+    missing = [req for req in wanted if req.split("[")[0].split("=")[0].split(">")[0] not in names]
+    assert not missing, f"space_app/requirements.txt lacks {missing}"
+    assert set(project["optional-dependencies"]["train"]) <= lines  # same lower bounds as the extra
