@@ -14,12 +14,12 @@ import json
 import os
 import sys
 import tempfile
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from .background import BackgroundLoop
 from .callbacks import RunContext, TaskFiles, TaskLog, default_work_dir, describe_exception, load_callback
 from .errors import LeaseLost, UserError
 from .hub import describe
@@ -62,11 +62,13 @@ class RunningJob:
     stop_reason: str | None = None
 
 
-class JobsWorker:
+class JobsWorker(BackgroundLoop):
     """Claims tasks and runs each as a Hub Job, up to `max_concurrent_jobs` at once.
 
     Same surface as `Worker` (run, start_thread, stop, wake, status) so an app can hold either.
     Claims are compare-and-swap writes, so several JobsWorkers can share one queue."""
+
+    thread_name = "space-scheduler-jobs"
 
     def __init__(self, queue: TaskQueue, callback: str, *, api=None, token: str | None = None,
                  endpoint: str | None = None, space_id: str | None = None, controller=None,
@@ -97,58 +99,15 @@ class JobsWorker:
         self.work_dir = Path(work_dir) if work_dir else default_work_dir()
         self.work_dir.mkdir(parents=True, exist_ok=True)
         self.id = name or worker_id(self.space_id)
-        self._say_to = say
         self.on_finish = on_finish
-        self._stop = threading.Event()
-        self._wake = threading.Event()
-        self._thread: threading.Thread | None = None
         self._running: dict[str, RunningJob] = {}
         self._prices: dict[str, float] | None = None
-        self._status: dict[str, Any] = {"worker": self.id, "space": self.space_id, "executor": "jobs",
-                                        "state": "starting", "done": 0, "failed": 0, "last_error": None}
-        self._status_lock = threading.Lock()
+        self._init_loop({"worker": self.id, "space": self.space_id, "executor": "jobs", "state": "starting",
+                         "done": 0, "failed": 0, "last_error": None}, say)
 
-    # ------------------------------------------------------------ control (as Worker)
-
-    def start_thread(self) -> threading.Thread:
-        if self._thread is None or not self._thread.is_alive():
-            self._thread = threading.Thread(target=self._run_logged, daemon=True, name="space-scheduler-jobs")
-            self._thread.start()
-        return self._thread
-
-    def _run_logged(self) -> None:
-        try:
-            self.run()
-        except Exception as exc:
-            self._set(state="crashed", last_error=redact(describe(exc)))
-
-    def stop(self, reason: str = "stopped", wait_s: float | None = None) -> None:
-        self._set(stop_reason=reason)
-        self._stop.set()
-        self._wake.set()
-        if wait_s is not None and self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(wait_s)
-
-    def wake(self) -> None:
-        self._wake.set()
-
-    @property
-    def stopping(self) -> bool:
-        return self._stop.is_set()
-
-    def status(self) -> dict:
-        with self._status_lock:
-            out = dict(self._status)
-        out["jobs"] = {r.task.id: r.job_id for r in list(self._running.values())}
-        return out
-
-    def _set(self, **changes: Any) -> None:
-        with self._status_lock:
-            self._status.update(changes)
-
-    def _say(self, message: str) -> None:
-        if self._say_to is not None:
-            self._say_to(redact(message))
+    def _status_extras(self, status: dict) -> dict:
+        status["jobs"] = {r.task.id: r.job_id for r in list(self._running.values())}
+        return status
 
     # ------------------------------------------------------------ the loop
 
@@ -168,7 +127,7 @@ class JobsWorker:
                 self._wake.clear()
         finally:
             for run in list(self._running.values()):
-                run.stop_reason = f"interrupted: the worker was stopped ({self._status.get('stop_reason')})"
+                run.stop_reason = f"interrupted: the worker was stopped ({self._stop_reason})"
                 self._cancel(run)
             deadline = time.monotonic() + 30
             while self._running and time.monotonic() < deadline:

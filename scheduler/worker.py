@@ -18,18 +18,18 @@ from __future__ import annotations
 import json
 import os
 import random
-import signal
 import socket
 import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 from huggingface_hub.errors import HfHubHTTPError
 
 from . import decide as rules
+from .background import BackgroundLoop
 from .callbacks import CallbackProcess, TaskFiles, TaskLog, default_work_dir, read_progress, write_json_atomic
 from .decide import Action, Downgrade, GiveUp, Policy, RequestHardware, RunTask, Serve, Wait
 from .errors import LeaseLost
@@ -100,8 +100,10 @@ class Heartbeat:
         self._thread.join(timeout=60)
 
 
-class Worker:
+class Worker(BackgroundLoop):
     """Runs the queue's tasks on this Space (or this machine), switching hardware as needed."""
+
+    thread_name = "space-scheduler-worker"
 
     def __init__(self, queue: TaskQueue, controller, callback: str, *, token: str | None = None,
                  endpoint: str | None = None, work_dir: str | os.PathLike | None = None,
@@ -126,83 +128,15 @@ class Worker:
         self.id = name or worker_id(space)
         self.home = f"{space}/" if space else None
         self.clock = clock
-        self._say_to = say
-        self._last_said = ""
-        self._stop = threading.Event()
-        self._wake = threading.Event()
-        self._stop_reason = ""
         self._handing_over: str | None = None
         self._forced: Action | None = None
-        self._thread: threading.Thread | None = None
-        self._status: dict[str, Any] = {"worker": self.id, "space": space, "state": "starting",
-                                        "done": 0, "failed": 0, "last_error": None}
-        self._status_lock = threading.Lock()
+        self._init_loop({"worker": self.id, "space": space, "state": "starting", "done": 0, "failed": 0,
+                         "last_error": None}, say)
 
-    # ------------------------------------------------------------ control
-
-    def start_thread(self) -> threading.Thread:
-        """Run in a server-side daemon thread (a browser-side timer only ticks while a page is open)."""
-        if self._thread is None or not self._thread.is_alive():
-            self._thread = threading.Thread(target=self._run_logged, daemon=True, name="space-scheduler-worker")
-            self._thread.start()
-        return self._thread
-
-    def _run_logged(self) -> None:
-        try:
-            self.run()
-        except Exception as exc:  # the thread must leave a trace for the dashboard
-            self._set(state="crashed", last_error=redact(describe(exc)))
-
-    def stop(self, reason: str = "stopped", wait_s: float | None = None) -> None:
-        if not self._stop.is_set():
-            self._stop_reason = reason
-            self._stop.set()
-            self._wake.set()
-        if wait_s is not None and self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(wait_s)
-
-    def wake(self) -> None:
-        """Look at the queue now (e.g. right after a task was submitted)."""
-        self._wake.set()
-
-    def install_signal_handlers(self, exit_process: bool = False, wait_s: float = 30.0) -> None:
-        """SIGTERM (the Hub restarting the Space) and SIGINT stop the worker through its `finally`.
-        Only possible from the main thread. With `exit_process` (an app whose main thread is busy
-        serving), the process exits once the worker thread has released the hardware."""
-        def handler(signum, frame):
-            self.stop(f"received {signal.Signals(signum).name}")
-            if exit_process:
-                def finish() -> None:
-                    if self._thread is not None:
-                        self._thread.join(wait_s)
-                    os._exit(0)
-
-                threading.Thread(target=finish, daemon=True).start()
-
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, handler)
-
-    @property
-    def stopping(self) -> bool:
-        return self._stop.is_set()
-
-    def status(self) -> dict:
-        """The last decision, its reason and what is running, for the dashboard."""
-        with self._status_lock:
-            out = dict(self._status)
-        if out.get("task"):
-            out["progress"] = read_progress(out["task"], self.work_dir)
-        return out
-
-    def _set(self, **changes: Any) -> None:
-        with self._status_lock:
-            self._status.update(changes)
-
-    def _say(self, message: str) -> None:
-        """One line for the Space's logs; repeated lines (a serving loop) are said once."""
-        if self._say_to is not None and message != self._last_said:
-            self._last_said = message
-            self._say_to(redact(message))
+    def _status_extras(self, status: dict) -> dict:
+        if status.get("task"):
+            status["progress"] = read_progress(status["task"], self.work_dir)
+        return status
 
     # ------------------------------------------------------------ the loop
 

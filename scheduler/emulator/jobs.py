@@ -17,7 +17,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from .storage import atomic_write_json, iso, read_json
 from .supervisor import _STRIPPED_ENV, _terminate
