@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import importlib.util
-import socket
 import sys
-import time
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support import ROOT, free_port, wait_for  # noqa: F401 (used by this package's tests)
+
 APP_FILE = ROOT / "space_app" / "app.py"
 CALLBACKS = ROOT / "tests" / "worker" / "sample_callbacks.py"
 
@@ -22,23 +20,6 @@ def load_app_module():
         sys.modules[spec.name] = module
         spec.loader.exec_module(module)
     return sys.modules["space_scheduler_app"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(predicate, timeout=30.0, what="condition", every=0.1):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(every)
 
 
 class RunningApp:

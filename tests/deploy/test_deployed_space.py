@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import shutil
-import socket
-import time
 from pathlib import Path
 
 import httpx
 import pytest
+
+from tests.support import free_port, wait_for
 
 from scheduler.cli import main
 from scheduler.queue import TaskQueue
@@ -28,21 +28,6 @@ def train(task, ctx):
     ctx.log(f"quick training of {task.model_id} on {os.environ.get('SPACE_HARDWARE')}")
     return {"hardware": os.environ.get("SPACE_HARDWARE")}
 '''
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while not (value := predicate()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.2)
-    return value
 
 
 @pytest.mark.skipif(not (APP_DIR / "app.py").exists(), reason="the Space app is not in this checkout")

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import httpx
+
+from tests.support import wait_for
 
 APP = """
 import os, signal, sys, time
@@ -18,14 +19,6 @@ signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
 while True:
     time.sleep(0.05)
 """
-
-
-def wait_for(predicate, timeout=8.0):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.05)
 
 
 def lines(path: Path) -> list[str]:

@@ -5,10 +5,9 @@ stops when asked, and refuses malformed datasets naming the column."""
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
-import pytest
+from tests.support import wait_for
 
 from scheduler.recipes.finetune import CHECKPOINTS, last_complete_checkpoint
 from scheduler.recipes.tiny import make_rows, upload_dataset_csv
@@ -20,15 +19,6 @@ SLOW_RECIPE = f"{Path(__file__).with_name('slow_recipe.py')}:train"
 SPACE_APP = Path(__file__).resolve().parents[2] / "space_app"
 # Chosen so that the tiny classifier reaches ~100% accuracy in ~3 s of CPU training.
 CLASSIFIER_PARAMS = {"learning_rate": 5e-3, "max_steps": 120, "batch_size": 16, "logging_steps": 10}
-
-
-def wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while not (value := predicate()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-    return value
 
 
 def load_back(api, repo_id: str, tmp_path: Path, cls_name: str):

@@ -10,22 +10,15 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support import ROOT, child_env, wait_for  # noqa: F401 (used by this package's tests)
+
 ACTORS = str(Path(__file__).with_name("actors.py"))
 FULL = os.environ.get("SCHEDULER_STRESS") == "full"
 TOKEN = "hf_reliabilityToken0123456789"
-
-
-def env_for_children(**extra: str) -> dict:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    env.update(extra)
-    return env
 
 
 def spawn_actor(*args: str, log: Path | None = None, **env: str) -> subprocess.Popen:
@@ -34,7 +27,7 @@ def spawn_actor(*args: str, log: Path | None = None, **env: str) -> subprocess.P
     out = open(log, "w") if log is not None else subprocess.PIPE
     try:
         return subprocess.Popen([sys.executable, ACTORS, *map(str, args)], stdout=out,
-                                stderr=subprocess.PIPE, text=True, env=env_for_children(**env))
+                                stderr=subprocess.PIPE, text=True, env=child_env(**env))
     finally:
         if log is not None:
             out.close()
@@ -57,17 +50,6 @@ def json_lines(text: str) -> list[dict]:
             except ValueError:
                 pass  # a line cut short by SIGKILL
     return out
-
-
-def wait_for(predicate, timeout: float, what: str, every: float = 0.1):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(every)
 
 
 def emulator_stats(url: str) -> dict:

@@ -6,14 +6,13 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
-import time
 
 import pytest
 
 from scheduler.emulator.server import free_port
 from scheduler.queue import TaskQueue
 
-from .conftest import ROOT, TOKEN, env_for_children, wait_for
+from .conftest import ROOT, TOKEN, child_env, wait_for
 
 URL = "hf://datasets/demo/app-queue"
 AUTH = "alice:alice-pw,mallory:mallory-pw"
@@ -24,7 +23,7 @@ class AppProcess:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/"
         self.log = tmp_path / "app.log"
-        self.env = env_for_children(SCHEDULER_QUEUE=URL, SCHEDULER_WORKER="off", HF_ENDPOINT=hub.url, HF_TOKEN=TOKEN,
+        self.env = child_env(SCHEDULER_QUEUE=URL, SCHEDULER_WORKER="off", HF_ENDPOINT=hub.url, HF_TOKEN=TOKEN,
                                     SCHEDULER_WORK_DIR=str(tmp_path / "work"))
         self.proc: subprocess.Popen | None = None
 

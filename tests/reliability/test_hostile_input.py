@@ -19,7 +19,7 @@ from scheduler.tasks import Status, Task
 
 from scheduler.hardware import SpaceController
 
-from .conftest import TOKEN, env_for_children
+from .conftest import TOKEN, child_env
 
 VALID = codec.dump(codec.Table().appended([
     Task.new("acme/model", "acme/data", "t4-small", params={"epochs": 3, "note": 'a "quoted", comma'}),
@@ -153,7 +153,7 @@ def test_spreadsheet_formulas_are_stored_inert_and_read_back_exactly(tmp_path, f
 
 def _cli(*args: str, **env: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "scheduler", *args], capture_output=True, text=True, timeout=120,
-                          env=env_for_children(**env))
+                          env=child_env(**env))
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ import time
 from scheduler.queue import TaskQueue
 from scheduler.tasks import Status, Task
 
-from .conftest import ACTORS, FULL, TOKEN, env_for_children, json_lines, spawn_actor, wait_for
+from .conftest import ACTORS, FULL, TOKEN, child_env, json_lines, spawn_actor, wait_for
 
 ADDERS = 3
 PER_ADDER = 40 if FULL else 12
@@ -27,7 +27,7 @@ def _worker(endpoint: str, work_dir) -> subprocess.Popen:
          "--callback", f"{ACTORS}:quick", "--work-dir", str(work_dir), "--lease", "60", "--poll", "0.2",
          "--retry-delay", "0", "--stop-grace", "1"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        env=env_for_children(HF_ENDPOINT=endpoint, HF_TOKEN=TOKEN))
+        env=child_env(HF_ENDPOINT=endpoint, HF_TOKEN=TOKEN))
 
 
 class Burst:

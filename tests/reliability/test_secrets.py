@@ -12,7 +12,7 @@ from scheduler.errors import SchedulerError
 from scheduler.queue import TaskQueue
 from scheduler.tasks import Status
 
-from .conftest import ACTORS, env_for_children
+from .conftest import ACTORS, child_env
 
 CANARY = "hf_SECRETcanary7Qx2Lm9Vb4Np8Rt"
 WRONG = "hf_SECRETcanaryWRONG5Kd3Hs7Jw"
@@ -32,7 +32,7 @@ def guarded_hub(tmp_path):
 
 def _cli(hub, *args: str, token: str = CANARY) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "scheduler", *args], capture_output=True, text=True, timeout=300,
-                          env=env_for_children(HF_ENDPOINT=hub.url, HF_TOKEN=token))
+                          env=child_env(HF_ENDPOINT=hub.url, HF_TOKEN=token))
 
 
 def test_a_worker_run_whose_callback_prints_and_raises_the_token_leaves_it_nowhere(guarded_hub, tmp_path):

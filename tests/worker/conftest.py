@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -12,23 +10,12 @@ import pytest
 
 from scheduler.queue import TaskQueue
 from scheduler.tasks import Status, Task
+from tests.support import ROOT, pythonpath, wait_for  # noqa: F401 (used by this package's tests)
 
-ROOT = Path(__file__).resolve().parents[2]
 CALLBACKS = Path(__file__).with_name("sample_callbacks.py")
 BOOT_DELAY = 1.0
 SPACE = "demo/trainer"
 DATASET = "hf://datasets/demo/queue"
-
-
-def wait_for(predicate, timeout=60.0, what="condition", every=0.1):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(every)
 
 
 class Rig:
@@ -54,7 +41,7 @@ class Rig:
                    "--max-gpu-wait", "10", *extra]
         r = httpx.post(f"{self.emulator.url}/_emulator/spaces/{self.space}/supervise",
                        json={"command": command, "cwd": str(ROOT),
-                             "env": {"PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}})
+                             "env": {"PYTHONPATH": pythonpath()}})
         r.raise_for_status()
         self.wait_settled("cpu-basic")
 

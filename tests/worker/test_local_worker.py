@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from pathlib import Path
-
-import pytest
 
 from scheduler.callbacks import read_progress, tail_log
 from scheduler.decide import Policy
