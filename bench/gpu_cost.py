@@ -21,19 +21,12 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+import harness  # bench/harness.py, next to this script
+
+ROOT = harness.ROOT
 TRAIN = ROOT / "space_app" / "train.py"
 TOKEN = "bench-token-not-secret"
 FLAVOR = "t4-small"
-
-
-def _offline_env() -> None:
-    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
-    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-    os.environ.setdefault("HF_HUB_DISABLE_XET", "1")
-    os.environ.setdefault("HF_HOME", tempfile.mkdtemp(prefix="bench-hf-home-"))
-    if str(ROOT) not in sys.path:
-        sys.path.insert(0, str(ROOT))
 
 
 # ---------------------------------------------------------------- the guide's app (baseline)
@@ -96,16 +89,16 @@ def measure(hub, space: str, command: list[str], n_tasks: int, epochs: int, time
     api.create_repo(space, repo_type="space", space_sdk="gradio")
     api.add_space_secret(space, "HF_TOKEN", TOKEN)
     command = [c.replace("{queue}", queue_url) for c in command]
-    env = {"PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)}
+    env = {"PYTHONPATH": harness.child_pythonpath()}
     httpx.post(f"{hub.url}/_emulator/spaces/{space}/supervise",
                json={"command": command, "cwd": str(ROOT), "env": env}).raise_for_status()
-    _wait(lambda: _settled(api, space, "cpu-basic"), timeout, "the Space to start")
+    harness.wait_until(lambda: harness.settled(api, space), timeout, "the Space to start")
 
     started = time.monotonic()
     queue.add_many([Task.new("demo/base-model", "demo/reviews", FLAVOR, params={"epochs": epochs})
                     for _ in range(n_tasks)])
-    _wait(lambda: all(t.status is Status.DONE for t in queue.list()), timeout, "every task done")
-    _wait(lambda: _settled(api, space, "cpu-basic"), timeout, "the Space back on cpu-basic")
+    harness.wait_until(lambda: all(t.status is Status.DONE for t in queue.list()), timeout, "every task done")
+    harness.wait_until(lambda: harness.settled(api, space), timeout, "the Space back on cpu-basic")
     wall = time.monotonic() - started
     bill = hub.billing(space)
     tasks = queue.list()
@@ -118,19 +111,6 @@ def measure(hub, space: str, command: list[str], n_tasks: int, epochs: int, time
     }
 
 
-def _settled(api, space: str, flavor: str) -> bool:
-    rt = api.get_space_runtime(space)
-    return rt.hardware == flavor and rt.requested_hardware == flavor and rt.stage == "RUNNING"
-
-
-def _wait(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise SystemExit(f"timed out waiting for {what}")
-        time.sleep(0.2)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", type=int, default=10)
@@ -139,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=600.0)
     parser.add_argument("--guide-app", nargs=2, metavar=("QUEUE", "WORK_DIR"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    _offline_env()
+    harness.offline_env()
     if args.guide_app:
         return guide_app(*args.guide_app)
 

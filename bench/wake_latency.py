@@ -15,7 +15,6 @@ same run. Submits land at a random point of the worker's poll cycle. The Hub's d
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import statistics
 import sys
@@ -24,7 +23,8 @@ import threading
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+import harness  # bench/harness.py, next to this script
+
 TOKEN = "bench-token-not-secret"
 SPACE = "demo/scheduler"
 QUEUE = "hf://datasets/demo/queue"
@@ -37,18 +37,6 @@ def noop(task, ctx):
     return {}
 
 
-def _offline_env() -> None:
-    # bench/queue.py would shadow the standard library's `queue` (anyio imports it) when run as a script.
-    here = Path(__file__).resolve().parent
-    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != here]
-    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
-    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-    os.environ.setdefault("HF_HUB_DISABLE_XET", "1")
-    os.environ.setdefault("HF_HOME", tempfile.mkdtemp(prefix="bench-hf-home-"))
-    if str(ROOT) not in sys.path:
-        sys.path.insert(0, str(ROOT))
-
-
 def _requested_at(hub, after: float, timeout: float = 120.0) -> float:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -57,19 +45,6 @@ def _requested_at(hub, after: float, timeout: float = 120.0) -> float:
                 return entry["t"]
         time.sleep(0.005)
     raise RuntimeError("no hardware request seen")
-
-
-def _wait(predicate, timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise RuntimeError("timed out")
-        time.sleep(0.05)
-
-
-def _idle(api) -> bool:
-    rt = api.get_space_runtime(SPACE)
-    return rt.hardware == "cpu-basic" and rt.requested_hardware == "cpu-basic" and rt.stage == "RUNNING"
 
 
 def _serve_webhook(on_change) -> tuple[str, object]:
@@ -85,7 +60,7 @@ def _serve_webhook(on_change) -> tuple[str, object]:
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
     server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
     threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True).start()
-    _wait(lambda: server.started, 15)
+    harness.wait_until(lambda: server.started, 15, "the webhook server")
     return f"http://127.0.0.1:{sock.getsockname()[1]}/webhooks/queue", server
 
 
@@ -94,7 +69,7 @@ def main() -> int:
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--poll", type=float, default=5.0, help="the worker's poll interval (seconds)")
     args = parser.parse_args()
-    _offline_env()
+    harness.offline_env()
 
     import httpx
     from huggingface_hub import HfApi
@@ -113,7 +88,7 @@ def main() -> int:
         plain = TaskQueue.open(QUEUE, token=TOKEN, endpoint=hub.url)
         plain.init()
         waking = TaskQueue.open(QUEUE, token=TOKEN, endpoint=hub.url, space=SPACE)
-        _wait(lambda: _idle(api))
+        harness.wait_until(lambda: harness.settled(api, SPACE), what="the Space idle on cpu-basic")
 
         def new_task() -> Task:
             return Task.new("demo/model", "demo/data", FLAVOR, timeout_s=600)
@@ -129,7 +104,7 @@ def main() -> int:
             results["direct"].append(_requested_at(hub, start) - start)
             plain.cancel(task.id)
             api.request_space_hardware(SPACE, "cpu-basic")
-            _wait(lambda: _idle(api))
+            harness.wait_until(lambda: harness.settled(api, SPACE), what="the Space idle on cpu-basic")
 
         worker = Worker(plain, SpaceController(SPACE, api=api, poll_s=0.1), f"{Path(__file__).resolve()}:noop",
                         token=TOKEN, endpoint=hub.url, work_dir=data / "work",
@@ -148,7 +123,7 @@ def main() -> int:
                             "repo": {"type": "dataset", "name": "demo/queue"},
                             "updatedRefs": [{"ref": "refs/heads/main", "newSha": sha}]}).raise_for_status()
                     results[path].append(_requested_at(hub, start) - start)
-                    _wait(lambda: plain.get(task.id).is_terminal and _idle(api))
+                    harness.wait_until(lambda: plain.get(task.id).is_terminal and harness.settled(api, SPACE), what="the task done and the Space idle")
                     # Submit at a random point of the worker's poll cycle, as a person would.
                     time.sleep(random.uniform(0.3, args.poll))
         finally:
