@@ -16,12 +16,14 @@ from typing import Callable, Iterable
 
 from .errors import SchedulerError, UserError
 from .redact import register_secret
+from .wake import ENV_WEBHOOK_SECRET as WEBHOOK_SECRET
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 APP_DIR = PACKAGE_DIR.parent / "space_app"
 # Bytecode and caches differ per machine: uploading them would make every deploy a new commit.
 IGNORED = ("__pycache__", "*.pyc", "*.pyo", ".DS_Store", "*.egg-info")
 TOKEN_SECRET = "HF_TOKEN"
+WEBHOOK_PATH = "/webhooks/queue"
 
 DEFAULT_README = """---
 title: {title}
@@ -65,6 +67,10 @@ class DeployConfig:
     app_dir: Path = APP_DIR
     token: str | None = None
     endpoint: str | None = None
+    # A Hub webhook on the queue wakes the Space on every commit (a submission from any client)
+    # instead of at its next poll. `webhook_url` defaults to the Space's own host.
+    webhook: bool = True
+    webhook_url: str | None = None
 
     def __post_init__(self) -> None:
         for label, repo in (("Space", self.space_id), ("queue dataset", self.queue_repo)):
@@ -216,6 +222,12 @@ def build_plan(config: DeployConfig, api=None) -> list[Step]:
 
     steps.append(Step("secret", f"secret {TOKEN_SECRET} from your local login (value never shown)", secret_step))
 
+    if config.webhook:
+        steps.append(Step("webhook", f"a Hub webhook on {config.queue_repo} (repo events) to "
+                                     f"{config.webhook_url or 'the Space'}{'' if config.webhook_url else WEBHOOK_PATH}, "
+                                     f"its secret as the Space secret {WEBHOOK_SECRET}",
+                          lambda: webhook_step(api, config)))
+
     wanted = config.variables()
 
     def variables_step() -> str:
@@ -246,6 +258,50 @@ def build_plan(config: DeployConfig, api=None) -> list[Step]:
 
         steps.append(Step("sleep-time", f"sleep time {config.sleep_time}s", sleep_step))
     return steps
+
+
+def webhook_target(api, config: DeployConfig) -> str:
+    """Where the Hub should POST: the Space's own host (https://OWNER-NAME.hf.space on the Hub)."""
+    if config.webhook_url:
+        return config.webhook_url
+    info = api.space_info(config.space_id)
+    host = getattr(info, "host", None) or f"https://{getattr(info, 'subdomain', None) or _subdomain(config.space_id)}.hf.space"
+    return host.rstrip("/") + WEBHOOK_PATH
+
+
+def _subdomain(space_id: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in space_id.lower())
+
+
+def webhook_step(api, config: DeployConfig) -> str:
+    """One webhook per target URL: found again by its URL on a re-deploy, its secret kept (the Hub
+    shows it to the owner), so re-running neither duplicates the webhook nor invalidates the secret
+    the running Space holds."""
+    import secrets
+
+    url = webhook_target(api, config)
+    watched = {"type": "dataset", "name": config.queue_repo}
+    existing = next((w for w in api.list_webhooks() if w.url == url), None)
+    if existing is None:
+        secret = secrets.token_urlsafe(32)
+        register_secret(secret)
+        hook = api.create_webhook(url=url, watched=[watched], domains=["repo"], secret=secret)
+        outcome = f"created ({hook.id})"
+    else:
+        secret = existing.secret or secrets.token_urlsafe(32)
+        register_secret(secret)
+        have = [{"type": w.type, "name": w.name} for w in existing.watched]
+        if watched not in have or "repo" not in existing.domains or not existing.secret:
+            api.update_webhook(existing.id, url=url, watched=have + ([watched] if watched not in have else []),
+                               domains=sorted(set(existing.domains) | {"repo"}), secret=secret)
+            outcome = f"updated ({existing.id})"
+        else:
+            outcome = f"exists ({existing.id})"
+        if existing.disabled:
+            api.enable_webhook(existing.id)
+            outcome += ", enabled again"
+    api.add_space_secret(config.space_id, WEBHOOK_SECRET, secret, description="checks the queue webhook's calls")
+    return f"{outcome} -> {url}"
 
 
 def space_url(config: DeployConfig) -> str:

@@ -157,7 +157,9 @@ def setup(hub_url: str, port: int, recipe: str = "numpy") -> None:
         # The emulated GPU is this machine's CPU: torch's default of one thread per core only fights
         # the emulator and the app for the same cores (a step is many times slower).
         app_env["OMP_NUM_THREADS"] = "1"
-    deploy(DeployConfig(space_id=SPACE, queue_repo=QUEUE_REPO, token=DEMO_TOKEN, endpoint=hub_url),
+    # The webhook goes to the app's local port, where the supervisor is about to start it.
+    deploy(DeployConfig(space_id=SPACE, queue_repo=QUEUE_REPO, token=DEMO_TOKEN, endpoint=hub_url,
+                        webhook_url=f"http://127.0.0.1:{port}/webhooks/queue"),
            say=lambda line: say(f"  deploy {line}"))
     # A demo wants to see the Space react within a second, not at the production poll of 15 s.
     api.add_space_variable(SPACE, "SCHEDULER_WORKER_ARGS", "--poll 1 --lease 120")

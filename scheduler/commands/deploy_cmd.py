@@ -15,7 +15,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="create or update the scheduler Space and its queue dataset (safe to re-run)",
         description="Creates the queue dataset (private) unless it exists, creates or duplicates the Space, "
                     "uploads the app with the scheduler package, sets the HF_TOKEN secret from your login "
-                    "and the SCHEDULER_* variables. Re-running updates code and settings; the queue's "
+                    "and the SCHEDULER_* variables, and registers a Hub webhook on the queue whose secret the "
+                    "Space holds. Re-running updates code and settings; the queue's "
                     "tasks.csv is never rewritten.",
     )
     p.add_argument("space_id", metavar="OWNER/SPACE")
@@ -28,6 +29,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--public", action="store_true", help="make a new Space public (default: private)")
     p.add_argument("--volume", action="append", default=[], metavar="hf://[TYPE/]SOURCE[/PATH]:/MOUNT[:ro]")
     p.add_argument("--sleep-time", type=int, default=None, help="seconds of inactivity before the Space sleeps")
+    p.add_argument("--no-webhook", action="store_true",
+                   help="do not register the Hub webhook that wakes the Space on every commit to the queue "
+                        "(the Space then sees new tasks at its next poll)")
+    p.add_argument("--webhook-url", default=None, metavar="URL",
+                   help="where the webhook POSTs (default: https://OWNER-SPACE.hf.space/webhooks/queue)")
     p.add_argument("--app-dir", default=None, help="the app folder to upload (default: the project's space_app/)")
     p.add_argument("--dry-run", action="store_true", help="print the plan and write nothing")
     add_token_option(p)
@@ -54,6 +60,7 @@ def cmd_deploy(args) -> int:
         callback=args.callback, allowed_users=[u.strip() for u in args.allowed_users.split(",") if u.strip()],
         public=args.public, volumes=_volumes(args.volume) or [], sleep_time=args.sleep_time,
         app_dir=Path(args.app_dir) if args.app_dir else APP_DIR, token=args.token,
+        webhook=not args.no_webhook, webhook_url=args.webhook_url,
         # Read now, not at import: the client fixes its default endpoint when first imported.
         endpoint=args.endpoint or os.environ.get("HF_ENDPOINT") or None,
     )

@@ -11,6 +11,7 @@ from .faults import FaultConfig, FaultInjector
 from .jobs import JobRunner
 from .spaces import SpaceManager
 from .storage import RepoStore
+from .webhooks import WebhookManager
 
 DEFAULT_USER = "demo"
 
@@ -61,6 +62,7 @@ class EmulatedHub:
         self.store = RepoStore(self.data_dir, fsync=fsync)
         self.spaces = SpaceManager(self)
         self.jobs = JobRunner(self)
+        self.webhooks = WebhookManager(self.data_dir, fsync=fsync)
         self._closed = False
 
     def start(self) -> None:
@@ -74,6 +76,7 @@ class EmulatedHub:
         try:
             self.spaces.close()
             self.jobs.close()
+            self.webhooks.close()
         finally:
             self._dir_lock.release()
 

@@ -56,7 +56,7 @@ def test_a_fresh_deploy_creates_a_private_queue_and_a_private_space_with_code_se
     files = set(hf_api.list_repo_files(SPACE, repo_type="space"))
     assert {"app.py", "train.py", "README.md", "requirements.txt", "scheduler/queue.py", "scheduler/deploy.py"} <= files
     assert not any("__pycache__" in f or f.endswith(".pyc") for f in files)
-    assert set(hf_api.get_space_secrets(SPACE)) == {"HF_TOKEN"}
+    assert set(hf_api.get_space_secrets(SPACE)) == {"HF_TOKEN", "WEBHOOK_SECRET"}
     variables = {k: v.value for k, v in hf_api.get_space_variables(SPACE).items()}
     assert variables == {"SCHEDULER_QUEUE": f"hf://datasets/{QUEUE}", "SCHEDULER_CALLBACK": "train:train",
                          "SCHEDULER_ALLOWED_USERS": "alice,bob"}
@@ -101,7 +101,7 @@ def test_a_step_that_fails_half_way_is_named_and_running_again_completes_the_dep
     emulator.set_faults(error_rate=0.0, paths=None)
     code, out, err = deploy()
     assert code == 0, err
-    assert set(hf_api.get_space_secrets(SPACE)) == {"HF_TOKEN"}
+    assert set(hf_api.get_space_secrets(SPACE)) == {"HF_TOKEN", "WEBHOOK_SECRET"}
     assert "SCHEDULER_QUEUE" in hf_api.get_space_variables(SPACE)
 
 
@@ -116,7 +116,7 @@ def test_without_a_local_token_the_secret_step_is_named_and_no_token_is_invented
 def test_a_dry_run_prints_every_step_and_writes_nothing(deploy, hf_api):
     code, out, err = deploy("--dry-run", "--sleep-time", "300")
     assert code == 0, err
-    for step in ("queue", "space", "code", "secret", "variables", "sleep-time"):
+    for step in ("queue", "space", "code", "secret", "webhook", "variables", "sleep-time"):
         assert f"] {step}: " in out
     assert "dry run" in out
     assert not hf_api.repo_exists(SPACE, repo_type="space")
@@ -153,3 +153,37 @@ def test_the_space_requirements_carry_the_package_and_the_train_extra():
     missing = [req for req in wanted if req.split("[")[0].split("=")[0].split(">")[0] not in names]
     assert not missing, f"space_app/requirements.txt lacks {missing}"
     assert set(project["optional-dependencies"]["train"]) <= lines  # same lower bounds as the extra
+
+
+def test_deploy_registers_one_webhook_on_the_queue_and_gives_its_secret_to_the_space(deploy, hf_api):
+    code, out, err = deploy()
+    assert code == 0, err
+    hooks = hf_api.list_webhooks()
+    assert len(hooks) == 1
+    hook = hooks[0]
+    assert hook.url == f"https://{SPACE.replace('/', '-')}.hf.space/webhooks/queue"
+    assert [(w.type, w.name) for w in hook.watched] == [("dataset", QUEUE)] and hook.domains == ["repo"]
+    assert hook.secret and len(hook.secret) >= 32 and not hook.disabled
+    assert "WEBHOOK_SECRET" in hf_api.get_space_secrets(SPACE)
+    assert hook.secret not in out + err and f"webhook: created ({hook.id})" in out
+
+    # Again: found by its URL, the same secret (the running Space keeps a valid one), no second webhook.
+    hf_api.disable_webhook(hook.id)
+    code, out, err = deploy()
+    assert code == 0, err
+    assert [(h.id, h.secret, h.disabled) for h in hf_api.list_webhooks()] == [(hook.id, hook.secret, False)]
+    assert f"webhook: exists ({hook.id}), enabled again" in out
+
+    # A webhook someone pointed at the same URL for another repo gains the queue, keeps the rest.
+    hf_api.update_webhook(hook.id, watched=[{"type": "model", "name": "demo/other"}], domains=["discussion"])
+    assert deploy()[0] == 0
+    again = hf_api.get_webhook(hook.id)
+    assert [(w.type, w.name) for w in again.watched] == [("model", "demo/other"), ("dataset", QUEUE)]
+    assert again.domains == ["discussion", "repo"] and again.secret == hook.secret
+
+
+def test_no_webhook_registers_none_and_a_webhook_url_is_used_as_given(deploy, hf_api):
+    assert deploy("--no-webhook")[0] == 0
+    assert hf_api.list_webhooks() == [] and "WEBHOOK_SECRET" not in hf_api.get_space_secrets(SPACE)
+    assert deploy("--webhook-url", "http://127.0.0.1:9/webhooks/queue")[0] == 0
+    assert [h.url for h in hf_api.list_webhooks()] == ["http://127.0.0.1:9/webhooks/queue"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from ..hub import EmulatedHub
-from . import control, discussions, files, jobs, repos, spaces
+from . import control, discussions, files, jobs, repos, spaces, webhooks
 
 
 def build_routers(hub: EmulatedHub) -> list[APIRouter]:
@@ -15,4 +15,4 @@ def build_routers(hub: EmulatedHub) -> list[APIRouter]:
     is the info of repo `resolve/x`, not a download of `x` from repo `api/models`, only because the repo
     routes come before `/{prefix}{ns}/{name}/resolve/{path}`.
     """
-    return [module.build_router(hub) for module in (control, repos, files, spaces, discussions, jobs)]
+    return [module.build_router(hub) for module in (control, webhooks, repos, files, spaces, discussions, jobs)]

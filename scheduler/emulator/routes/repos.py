@@ -261,6 +261,9 @@ def build_router(hub: EmulatedHub) -> APIRouter:
         hub.faults.count("commits")
         if rtype == "space":
             await run_in_threadpool(spaces.on_commit, repo_id)
+        private = bool(store.get(rtype, repo_id).meta.get("private"))
+        hub.webhooks.repo_updated(rtype, repo_id, private=private, old_sha=commit.parent, new_sha=commit.id,
+                                  ref=f"refs/heads/{rev}")
         return {
             "commitOid": commit.id,
             "commitUrl": f"{access.endpoint(request)}/{PREFIX[rtype]}{repo_id}/commit/{commit.id}",
