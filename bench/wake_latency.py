@@ -1,8 +1,8 @@
 """Latency from `TaskQueue.add()` to the Space's hardware request, per wake path, on the emulator.
 
 - direct: the queue knows its Space (`TaskQueue.open(url, space=...)`), so `add()` requests the flavor;
-- webhook: a worker idles on cpu-basic with a long poll; a webhook POST (what the Hub sends after
-  the commit) reaches `scheduler.wake.mount_webhook` over HTTP and wakes it;
+- webhook: a worker idles on cpu-basic with a long poll; the emulator delivers the registered webhook
+  after the commit to `scheduler.wake.mount_webhook` over HTTP, which wakes it;
 - polling: the same worker, no webhook: it finds the task at its next poll.
 
 The request time is the emulator's own record (its timeline entry for the requested flavor), the
@@ -71,7 +71,6 @@ def main() -> int:
     args = parser.parse_args()
     harness.offline_env()
 
-    import httpx
     from huggingface_hub import HfApi
 
     from scheduler.emulator import start_emulator
@@ -111,17 +110,16 @@ def main() -> int:
                         config=WorkerConfig(poll_s=args.poll, lease_s=60, retry_delay_s=0))
         worker.start_thread()
         url, server = _serve_webhook(lambda sha: worker.wake())
+        # Registered as deploy does; the emulator delivers it after each commit, as the Hub would.
+        hook = api.create_webhook(url=url, watched=[{"type": "dataset", "name": "demo/queue"}], domains=["repo"],
+                                  secret=SECRET)
         try:
             for path in ("webhook", "polling"):
+                if path == "polling":
+                    api.disable_webhook(hook.id)
                 for _ in range(args.reps):
                     start = time.time()
                     task = plain.add(new_task(), wake=False)
-                    if path == "webhook":
-                        sha = api.dataset_info("demo/queue").sha
-                        httpx.post(url, headers={"x-webhook-secret": SECRET}, json={
-                            "event": {"action": "update", "scope": "repo.content"},
-                            "repo": {"type": "dataset", "name": "demo/queue"},
-                            "updatedRefs": [{"ref": "refs/heads/main", "newSha": sha}]}).raise_for_status()
                     results[path].append(_requested_at(hub, start) - start)
                     harness.wait_until(lambda: plain.get(task.id).is_terminal and harness.settled(api, SPACE), what="the task done and the Space idle")
                     # Submit at a random point of the worker's poll cycle, as a person would.
