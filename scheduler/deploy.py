@@ -223,8 +223,8 @@ def build_plan(config: DeployConfig, api=None) -> list[Step]:
     steps.append(Step("secret", f"secret {TOKEN_SECRET} from your local login (value never shown)", secret_step))
 
     if config.webhook:
-        steps.append(Step("webhook", f"a Hub webhook on {config.queue_repo} (repo events) to "
-                                     f"{config.webhook_url or 'the Space'}{'' if config.webhook_url else WEBHOOK_PATH}, "
+        target = config.webhook_url or f"the Space's host{WEBHOOK_PATH}"
+        steps.append(Step("webhook", f"a Hub webhook on {config.queue_repo} (repo events) to {target}, "
                                      f"its secret as the Space secret {WEBHOOK_SECRET}",
                           lambda: webhook_step(api, config)))
 
