@@ -173,6 +173,25 @@ class SpaceManager:
             self._save(space_id, state)
             return self.runtime(space_id, state)
 
+    def set_volumes(self, space_id: str, volumes: list[dict] | None) -> None:
+        """What the runtime reports as mounted; None removes them all."""
+        with self._lock:
+            state = self.load(space_id)
+            state["volumes"] = volumes
+            self._save(space_id, state)
+
+    def set_key(self, space_id: str, kind: str, key: str, entry: dict | None) -> dict:
+        """Set (or, with None, delete) one secret or variable; returns all of that kind."""
+        with self._lock:
+            state = self.load(space_id)
+            items = state.setdefault(kind, {})
+            if entry is None:
+                items.pop(key, None)
+            else:
+                items[key] = entry
+            self._save(space_id, state)
+            return items
+
     def pause(self, space_id: str) -> dict:
         with self._lock:
             state = self.load(space_id)

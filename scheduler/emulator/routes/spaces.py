@@ -70,27 +70,13 @@ def build_router(hub: EmulatedHub) -> APIRouter:
         if not isinstance(volumes, list) or not all(isinstance(v, dict) and v.get("source") and v.get("mountPath")
                                                     for v in volumes):
             raise HTTPError(400, "volumes must be a list of {type, source, mountPath, ...}")
-
-        def apply():
-            with spaces._lock:
-                state = spaces.load(sid)
-                state["volumes"] = volumes
-                spaces._save(sid, state)
-
-        await run_in_threadpool(apply)
+        await run_in_threadpool(spaces.set_volumes, sid, volumes)
         return {}
 
     @router.delete("/api/spaces/{ns}/{name}/volumes")
     async def _volumes_delete(request: Request, ns: str, name: str):
         sid = access.space_for_write(request, ns, name)
-
-        def apply():
-            with spaces._lock:
-                state = spaces.load(sid)
-                state["volumes"] = None
-                spaces._save(sid, state)
-
-        await run_in_threadpool(apply)
+        await run_in_threadpool(spaces.set_volumes, sid, None)
         return {}
 
     @router.get("/api/spaces/{ns}/{name}/logs/{kind}")
@@ -138,20 +124,9 @@ def _add_key_value_routes(router: APIRouter, hub: EmulatedHub, access: Access, k
         key = body.get("key")
         if not key or not isinstance(key, str):
             raise HTTPError(400, "key is required")
-
-        def apply() -> dict:
-            with spaces._lock:
-                state = spaces.load(sid)
-                items = state.setdefault(kind, {})
-                if delete:
-                    items.pop(key, None)
-                else:
-                    items[key] = {"value": str(body.get("value", "")), "description": body.get("description"),
-                                  "updatedAt": iso(time.time())}
-                spaces._save(sid, state)
-                return items
-
-        items = await run_in_threadpool(apply)
+        entry = None if delete else {"value": str(body.get("value", "")), "description": body.get("description"),
+                                     "updatedAt": iso(time.time())}
+        items = await run_in_threadpool(spaces.set_key, sid, kind, key, entry)
         return {} if secret else _kv_public(items, with_value=True)
 
     @router.post(path)
