@@ -61,52 +61,53 @@ class WebhookManager:
         self.path = Path(data_dir) / "webhooks.json"
         self.fsync = fsync
         self._lock = threading.Lock()
+        # One emulator process owns its data dir (hub.py locks it), so this copy is the truth and a
+        # commit never reads the file to find its webhooks.
+        self._hooks: dict[str, dict] = read_json(self.path, {}) or {}
         self._outbox: queue.Queue = queue.Queue()
         self._thread: threading.Thread | None = None
         self.deliveries: deque[dict] = deque(maxlen=200)
 
     # ------------------------------------------------------------ registry
 
-    def _all(self) -> dict[str, dict]:
-        return read_json(self.path, {}) or {}
+    def _save(self) -> None:
+        atomic_write_json(self.path, self._hooks, self.fsync)
 
-    def _save(self, hooks: dict[str, dict]) -> None:
-        atomic_write_json(self.path, hooks, self.fsync)
+    def _owned(self, owner: str, hook_id: str) -> dict | None:
+        hook = self._hooks.get(hook_id)
+        return hook if hook is not None and hook["owner"] == owner else None
 
     def create(self, owner: str, body: dict[str, Any]) -> dict:
         hook = {"id": secrets.token_hex(12), "owner": owner, "disabled": False, "secret": None,
                 **validate(body)}
         with self._lock:
-            hooks = self._all()
-            hooks[hook["id"]] = hook
-            self._save(hooks)
+            self._hooks[hook["id"]] = hook
+            self._save()
         return hook
 
     def list(self, owner: str) -> list[dict]:
-        return [h for h in self._all().values() if h["owner"] == owner]
+        with self._lock:
+            return [h for h in self._hooks.values() if h["owner"] == owner]
 
     def get(self, owner: str, hook_id: str) -> dict | None:
-        hook = self._all().get(hook_id)
-        return hook if hook is not None and hook["owner"] == owner else None
+        with self._lock:
+            return self._owned(owner, hook_id)
 
     def update(self, owner: str, hook_id: str, body: dict[str, Any] | None = None, **fields: Any) -> dict | None:
         changes = {**(validate(body, partial=True) if body else {}), **fields}
         with self._lock:
-            hooks = self._all()
-            hook = hooks.get(hook_id)
-            if hook is None or hook["owner"] != owner:
-                return None
-            hook.update(changes)
-            self._save(hooks)
-        return hook
+            hook = self._owned(owner, hook_id)
+            if hook is not None:
+                hook.update(changes)
+                self._save()
+            return hook
 
     def delete(self, owner: str, hook_id: str) -> bool:
         with self._lock:
-            hooks = self._all()
-            if hook_id not in hooks or hooks[hook_id]["owner"] != owner:
+            if self._owned(owner, hook_id) is None:
                 return False
-            del hooks[hook_id]
-            self._save(hooks)
+            del self._hooks[hook_id]
+            self._save()
         return True
 
     @staticmethod
@@ -121,7 +122,9 @@ class WebhookManager:
         """Queue a `repo.content` delivery to every enabled webhook watching the repo or its owner;
         returns how many were queued."""
         owner = repo_id.split("/")[0]
-        targets = [h for h in self._all().values()
+        with self._lock:
+            hooks = [dict(h) for h in self._hooks.values()]
+        targets = [h for h in hooks
                    if not h["disabled"] and "repo" in h["domains"]
                    and any((w["type"] == repo_type and w["name"] == repo_id)
                            or (w["type"] in ("user", "org") and w["name"] == owner) for w in h["watched"])]
