@@ -9,22 +9,15 @@ queue); the training is a CPU-bound numpy callback in the worker's child process
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
+import harness  # bench/harness.py, next to this script
 
-# bench/queue.py would shadow the standard library's `queue` for everything imported from here.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+harness.offline_env()  # before anything imports huggingface_hub or gradio
 
-import argparse
-import os
-import statistics
-import tempfile
-import time
-
-os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+import argparse  # noqa: E402
+import statistics  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 from tests.app.conftest import free_port, load_app_module  # noqa: E402
 
