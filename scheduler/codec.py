@@ -21,7 +21,7 @@ I_ID, I_STATUS = COL["id"], COL["status"]
 _STATUS_VALUES = frozenset(s.value for s in Status)
 # Only free text can carry a formula; numbers and times are written by us and stay numeric.
 TEXT_COLUMNS = frozenset(
-    COL[name] for name in ("model_id", "dataset_id", "params", "submitted_by", "worker", "result", "error")
+    COL[name] for name in ("model_id", "dataset_id", "params", "submitted_by", "worker", "result", "error", "log")
 )
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "'")
 LEGACY_HARDWARE = "t4-medium"  # what the guide's sketch requested for every task

@@ -79,3 +79,15 @@ class Unavailable(StoreError):
     def __init__(self, message: str, retry_after: float | None = None):
         self.retry_after = retry_after
         super().__init__(message)
+
+
+class NonRetryable(SchedulerError):
+    """A task failure that would happen again on every attempt (a model or dataset that does not
+    exist, no access, a bad parameter, out of memory on this flavor). Raised by a callback (or a
+    recipe), it fails the task at once, without spending its remaining attempts on paid hardware.
+    `hint` says what to change (a smaller batch, a bigger flavor, the parameter to fix)."""
+
+    def __init__(self, message: str, hint: str = ""):
+        self.reason = message
+        self.hint = hint
+        super().__init__(f"{message} ({hint})" if hint else message)

@@ -120,12 +120,16 @@ class Task:
     timeout_s: int = DEFAULT_TIMEOUT_S
     worker: str = ""
     lease_until: datetime | None = None
+    # The fencing token of the current (or last) run: every write about that run must name it.
+    lease_id: str = ""
     started_at: datetime | None = None
     finished_at: datetime | None = None
     gpu_seconds: float | None = None
     cost_usd: float | None = None
     result: Mapping[str, Any] | None = None
     error: str = ""
+    # The bounded, redacted tail of the last run's log, stored with its outcome.
+    log: str = ""
 
     @classmethod
     def new(
@@ -230,12 +234,14 @@ class Task:
             timeout_s=validation.integer(cells["timeout_s"] or str(DEFAULT_TIMEOUT_S), "timeout_s", 0, 10**9),
             worker=cells["worker"],
             lease_until=parse_time(cells["lease_until"], "lease_until"),
+            lease_id=cells.get("lease_id", ""),
             started_at=parse_time(cells["started_at"], "started_at"),
             finished_at=parse_time(cells["finished_at"], "finished_at"),
             gpu_seconds=_optional_number(cells["gpu_seconds"], "gpu_seconds"),
             cost_usd=_optional_number(cells["cost_usd"], "cost_usd"),
             result=_json_object(cells["result"], "result") if cells["result"] else None,
             error=cells["error"],
+            log=cells.get("log", ""),
         )
 
 
