@@ -1,6 +1,6 @@
 """Latency from `TaskQueue.add()` to the Space's hardware request, per wake path, on the emulator.
 
-- direct: the queue knows its Space (`TaskQueue.open(url, space=...)`), so `add()` requests the flavor;
+- direct: the queue knows its Space (`scheduler.open_queue(url, space=...)`), so `add()` requests the flavor;
 - webhook: a worker idles on cpu-basic with a long poll; the emulator delivers the registered webhook
   after the commit to `scheduler.wake.mount_webhook` over HTTP, which wakes it;
 - polling: the same worker, no webhook: it finds the task at its next poll.
@@ -75,6 +75,7 @@ def main() -> int:
 
     from scheduler.emulator import start_emulator
     from scheduler.hardware import SpaceController
+    from scheduler import open_queue
     from scheduler.queue import TaskQueue
     from scheduler.tasks import Task
     from scheduler.worker import Worker, WorkerConfig
@@ -86,7 +87,7 @@ def main() -> int:
         api.create_repo(SPACE, repo_type="space", space_sdk="gradio")
         plain = TaskQueue.open(QUEUE, token=TOKEN, endpoint=hub.url)
         plain.init()
-        waking = TaskQueue.open(QUEUE, token=TOKEN, endpoint=hub.url, space=SPACE)
+        waking = open_queue(QUEUE, token=TOKEN, endpoint=hub.url, space=SPACE)
         harness.wait_until(lambda: harness.settled(api, SPACE), what="the Space idle on cpu-basic")
 
         def new_task() -> Task:

@@ -31,6 +31,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .errors import UserError
+from .outcome import RunResult
+from .proctree import MARKER_ENV, kill_tree
 from .redact import redact
 from .tasks import COLUMNS, Task
 
@@ -247,6 +249,25 @@ def describe_exception(exc: BaseException) -> str:
     return redact(f"{type(exc).__name__}: {exc}{where}")
 
 
+def classify_exception(exc: BaseException) -> bool:
+    """Whether a failure is worth another attempt. False for what would fail again the same way: a
+    NonRetryable, a bad input (UserError), a repo, revision or file the Hub says does not exist, a
+    gated repo, an authentication or permission refusal, a missing token, and an out-of-memory on this
+    hardware (the same batch on the same GPU runs out again)."""
+    from .errors import NonRetryable, UserError
+
+    if isinstance(exc, (NonRetryable, UserError)):
+        return False
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    permanent = {"RepositoryNotFoundError", "RevisionNotFoundError", "EntryNotFoundError", "RemoteEntryNotFoundError",
+                 "GatedRepoError", "DisabledRepoError", "LocalTokenNotFoundError", "DatasetNotFoundError",
+                 "OutOfMemoryError"}
+    if names & permanent:
+        return False
+    status = getattr(getattr(exc, "response", None), "status_code", None)
+    return status not in (401, 403, 404)
+
+
 def _child_main(spec_path: str) -> int:
     spec = json.loads(Path(spec_path).read_text(encoding="utf-8"))
     files = TaskFiles(Path(spec["work_dir"]), spec["task"]["id"])
@@ -259,9 +280,11 @@ def _child_main(spec_path: str) -> int:
 
     def watchdog() -> None:
         # A worker that died (SIGKILL, OOM) records nothing, and its task will run again elsewhere:
-        # carrying on would only burn GPU time and race the next attempt's upload.
+        # carrying on would only burn GPU time and race the next attempt's upload. Everything this
+        # run started goes with it.
         while not orphaned():
             time.sleep(0.5)
+        kill_tree(os.getpgrp(), os.environ.get(MARKER_ENV))
         os._exit(70)
 
     threading.Thread(target=watchdog, daemon=True).start()
@@ -282,19 +305,27 @@ def _child_main(spec_path: str) -> int:
         # The result goes into tasks.csv, which more people read than the Space's token should reach.
         outcome = {"ok": True, "result": json.loads(redact(json.dumps(result or {}, default=_jsonable)))}
     except BaseException as exc:  # noqa: BLE001 - SystemExit/KeyboardInterrupt are failures too
-        outcome = {"ok": False, "error": describe_exception(exc)}
+        outcome = {"ok": False, "error": describe_exception(exc), "retry": classify_exception(exc)}
         emit(outcome["error"])
     write_json_atomic(result_file, outcome)
-    return 0
+    sys.stdout.flush()
+    # Not a plain return: non-daemon threads the callback left behind would keep the process (and
+    # the task) alive after its result is in.
+    os._exit(0)
 
 
 # ---------------------------------------------------------------- the worker's side
 
 
 class CallbackProcess:
-    """One callback run in a child process, its output relayed into the task's log."""
+    """One callback run in a child process, its output relayed into the task's log.
 
-    def __init__(self, spec: str, task: Task, work_dir: Path, *, token: str | None, endpoint: str | None):
+    The child leads its own session: stopping the run ends its whole process tree (see proctree),
+    and a signal meant for the worker (the Hub's SIGTERM, Ctrl-C) reaches the worker first, which
+    then stops the run itself and records why."""
+
+    def __init__(self, spec: str, task: Task, work_dir: Path, *, token: str | None, endpoint: str | None,
+                 marker: str | None = None):
         self.files = TaskFiles(work_dir, task.id)
         self.log = TaskLog(self.files.log)
         run_dir = self.files.run_dir
@@ -312,16 +343,17 @@ class CallbackProcess:
         env = dict(os.environ)
         env["PYTHONUNBUFFERED"] = "1"
         env["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_ROOT, env.get("PYTHONPATH")) if p)
+        self.marker = marker or f"{task.id}-{os.getpid()}-{time.monotonic_ns()}"
+        env[MARKER_ENV] = self.marker
         if token:
             env["HF_TOKEN"] = token  # by environment, never argv: argv is world-readable in `ps`
         if endpoint:
             env["HF_ENDPOINT"] = endpoint
-        # Same process group as the worker: whoever stops the worker's group (the Hub, the
-        # emulator's supervisor, Ctrl-C) stops the training too.
         self.popen = subprocess.Popen(
             [sys.executable, "-m", "scheduler.callbacks", str(spec_file)], env=env,
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
         )
+        self.pgid = self.popen.pid  # a session leader leads its own process group
         self._relay = threading.Thread(target=self._relay_output, daemon=True, name=f"log-{task.id}")
         self._relay.start()
         self.stop_requested_at: float | None = None
@@ -354,21 +386,22 @@ class CallbackProcess:
             self.kill()
 
     def kill(self) -> None:
-        if self.popen.poll() is None:
-            try:
-                self.popen.send_signal(signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            self.popen.wait()
+        """End the run's whole process tree, then reap the child."""
+        kill_tree(self.pgid, self.marker)
+        try:
+            self.popen.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass
 
-    def finish(self) -> dict:
-        """After the child is gone: {"ok": True, "result": ...} or {"ok": False, "error": ...}."""
-        self.kill()
+    def finish(self) -> RunResult:
+        """After the child is gone (or to make it go): what the run came to."""
+        self.kill()  # also whatever the callback left running after it returned
+        # The relay ends when the pipe closes; a process that escaped with the pipe open is killed above.
         self._relay.join(timeout=5)
+        code = self.popen.returncode
         try:
             outcome = json.loads(self.result_file.read_text(encoding="utf-8"))
         except (OSError, ValueError):
-            code = self.popen.returncode
             if code is not None and code < 0:
                 try:
                     name = signal.Signals(-code).name
@@ -377,9 +410,9 @@ class CallbackProcess:
                 why = f"the callback process was killed by {name}"
             else:
                 why = f"the callback process exited with code {code} without a result"
-            outcome = {"ok": False, "error": why}
-        outcome["exit_code"] = self.popen.returncode
-        return outcome
+            return RunResult(ok=False, error=why, exit_code=code)
+        return RunResult(ok=bool(outcome.get("ok")), result=outcome.get("result"), error=outcome.get("error"),
+                         retry=bool(outcome.get("retry", True)), exit_code=code)
 
 
 if __name__ == "__main__":

@@ -6,10 +6,8 @@ nothing here returns a token: every string that leaves goes through `redact`.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import shlex
 import threading
 import time
 from dataclasses import dataclass, field
@@ -43,7 +41,6 @@ class AppSettings:
     token: str | None = field(default=None, repr=False)
     work_dir: str | None = None
     worker: bool = True
-    worker_args: tuple[str, ...] = ()
     refresh_s: float = 2.0
     started: float = field(default_factory=time.time)
 
@@ -63,29 +60,22 @@ class AppSettings:
             endpoint=env.get("HF_ENDPOINT") or None, token=token,
             work_dir=env.get("SCHEDULER_WORK_DIR") or None,
             worker=(env.get("SCHEDULER_WORKER") or "on").lower() not in ("0", "off", "false", "no"),
-            worker_args=tuple(shlex.split(env.get("SCHEDULER_WORKER_ARGS") or "")),
             refresh_s=float(env.get("SCHEDULER_REFRESH_S") or 2.0),
         )
 
 
-def build_worker(settings: AppSettings):
-    """The same worker `space-scheduler worker` builds, from the app's settings."""
-    from .commands import worker_cmd
+def build_worker(settings: AppSettings, say=None):
+    """The worker `space-scheduler worker` would build here: the app's settings, then the Space's
+    `SCHEDULER_*` variables (settings.WorkerSettings.from_env)."""
+    from .settings import WorkerSettings, build_worker as build
 
-    parser = argparse.ArgumentParser(add_help=False)
-    worker_cmd.register(parser.add_subparsers())
-    argv = ["worker", "--queue", settings.queue_url, "--callback", settings.callback]
-    if settings.space_id:
-        argv += ["--space", settings.space_id]
-    else:
-        argv += ["--hardware", "local"]
-    if settings.work_dir:
-        argv += ["--work-dir", settings.work_dir]
-    if settings.endpoint:
-        argv += ["--endpoint", settings.endpoint]
-    args = parser.parse_args([*argv, *settings.worker_args])
-    args.token = settings.token
-    return worker_cmd.build_worker(args)
+    worker_settings = WorkerSettings.from_env(
+        queue=settings.queue_url, callback=settings.callback, space=settings.space_id,
+        executor=None if settings.space_id else "local", work_dir=settings.work_dir,
+        endpoint=settings.endpoint, token=settings.token)
+    from .commands.worker_cmd import _say
+
+    return build(worker_settings, say=say or _say)
 
 
 # ---------------------------------------------------------------- the submit form

@@ -26,9 +26,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Iterable, Union
+from typing import Collection, Iterable, Union
 
 from .hardware import ERROR_STAGES, FLAVORS, IDLE_FLAVOR, STOPPED_STAGES, Runtime, is_paid
+from .lease import Holder, is_predecessor
 from .tasks import Status, Task
 
 
@@ -83,24 +84,23 @@ class GiveUp:
 Action = Union[Serve, RunTask, RequestHardware, Downgrade, Wait, GiveUp]
 
 
-def runnable(task: Task, now: datetime, worker: str | None = None) -> bool:
-    """Would a claim give this task to a worker now? Expired tasks out of attempts are failed by the
-    claim instead, so they are not worth a GPU."""
-    if task.status is Status.RUNNING and worker and task.worker == worker:
-        return True  # our own claim (an unacknowledged write): the claim hands it back
-    if not task.is_runnable(now):
+def runnable(task: Task, now: datetime, takeover: Collection[str] = ()) -> bool:
+    """Would a claim give this task to this worker now? `takeover`: ids of RUNNING tasks its own
+    predecessor held, which it takes back. Expired tasks out of attempts are failed by the claim
+    instead, so they are not worth a GPU."""
+    if not (task.is_runnable(now) or (task.status is Status.RUNNING and task.id in takeover)):
         return False
     return not (task.status is Status.RUNNING and task.attempts >= task.max_attempts)
 
 
-def due_at(task: Task, now: datetime, home: str | None) -> datetime | None:
-    """When a task that is not runnable yet will be: after its backoff, or when the lease of a worker
-    of this same Space (a previous incarnation, which a restart killed) runs out."""
+def due_at(task: Task, now: datetime, holder: Holder | None, takeover_after: datetime | None = None) -> datetime | None:
+    """When a task that is not runnable yet will be: after its backoff, or, for a run of this worker's
+    predecessor (a previous boot of the same home), when this worker takes it back (`takeover_after`)
+    or its lease runs out, whichever comes first."""
     if task.status is Status.PENDING and task.not_before is not None and task.not_before > now:
         return task.not_before
-    if (task.status is Status.RUNNING and home and task.worker.startswith(home)
-            and task.lease_until is not None and task.lease_until > now):
-        return task.lease_until
+    if holder is not None and is_predecessor(task, holder) and task.lease_until is not None and task.lease_until > now:
+        return min(task.lease_until, takeover_after) if takeover_after is not None else task.lease_until
     return None
 
 
@@ -108,19 +108,26 @@ def best(tasks: Iterable[Task]) -> Task:
     return min(tasks, key=Task.sort_key)
 
 
-def decide(runtime: Runtime, tasks: Iterable[Task], now: datetime, *, worker: str | None = None,
-           home: str | None = None, switch_age_s: float | None = None, policy: Policy = Policy()) -> Action:
-    """The next action. `worker` is this worker's lease owner id, `home` the prefix shared by every
-    worker of this Space, `switch_age_s` how long the current hardware change has been observed."""
+def decide(runtime: Runtime, tasks: Iterable[Task], now: datetime, *, holder: Holder | None = None,
+           takeover: Collection[str] = (), takeover_after: datetime | None = None,
+           switch_age_s: float | None = None, policy: Policy = Policy(), manages_hardware: bool = True,
+           replica_ready: bool = True) -> Action:
+    """The next action. `holder`: this worker (its home and boot); `takeover`: its predecessor's tasks it
+    may take back now, the others at `takeover_after`; `switch_age_s`: how long the current hardware
+    change has been observed; `manages_hardware`: False when tasks run elsewhere (local, Jobs);
+    `replica_ready`: False when this replica does not physically have the current flavor's accelerator
+    (the old replica during a switch), which then runs nothing."""
     active = [t for t in tasks if t.status in (Status.PENDING, Status.RUNNING)]
-    ready = [t for t in active if runnable(t, now, worker)]
-    later = [(when, t) for t in active if t not in ready and (when := due_at(t, now, home)) is not None]
+    ready = [t for t in active if runnable(t, now, takeover)]
+    later = [(when, t) for t in active if t not in ready
+             and (when := due_at(t, now, holder, takeover_after)) is not None]
 
-    if runtime.local:
+    if runtime.local or not manages_hardware:
         if ready:
             task = best(ready)
-            return RunTask(task.id, task.hardware, "runs here: local worker")
-        return _idle(later, "local worker")
+            where = "runs here: local worker" if runtime.local else "runs elsewhere (Jobs)"
+            return RunTask(task.id, task.hardware, where)
+        return _idle(later, "local worker" if runtime.local else "Jobs executor")
 
     if runtime.stage in STOPPED_STAGES:
         return Wait(f"the Space is {runtime.stage.lower()}; only its owner restarts it")
@@ -139,6 +146,9 @@ def decide(runtime: Runtime, tasks: Iterable[Task], now: datetime, *, worker: st
 
     current = runtime.hardware or policy.idle_flavor
     on_paid = is_paid(current, policy.idle_flavor)
+    if not replica_ready:
+        return Wait(f"the Space is on {current} but this replica has no such accelerator (an old replica "
+                    f"during a switch): the new one runs the tasks")
 
     unknown = [t for t in ready if t.hardware not in FLAVORS]
     if unknown:

@@ -81,6 +81,12 @@ class Unavailable(StoreError):
         super().__init__(message)
 
 
+class CommitQuotaExceeded(Unavailable):
+    """The repository's commit quota is spent (the Hub allows 128 commits per hour per repository,
+    hub-facts §11); nothing was written. Writing resumes after `retry_after` seconds, which can be
+    close to an hour: callers wait it out rather than give up, since every writer shares the quota."""
+
+
 class NonRetryable(SchedulerError):
     """A task failure that would happen again on every attempt (a model or dataset that does not
     exist, no access, a bad parameter, out of memory on this flavor). Raised by a callback (or a

@@ -1,11 +1,16 @@
-"""Where a task runs: on the Space itself (`space`, the default: the Space switches to the task's
-GPU) or as a Hugging Face Job of the task's flavor (`jobs`: the Space stays on cpu-basic).
+"""Where a run of a task happens: one seam, three implementations, chosen by name.
 
-With Jobs nothing restarts the Space, several tasks can run at once (`max_concurrent_jobs`) and
-each is billed only while its Job runs. A Job runs `python -m scheduler.executors run-task` in
-`image`, which must contain this package and the callback; by default that is the Space's own
-image (`hf.co/spaces/OWNER/NAME`), which the deploy step gives both. The task travels in the Job's
-environment, the token as a Job secret; the callback's result comes back as the last log line.
+- `space` (the default): a child process on the Space's own hardware, which the worker switches to
+  the task's flavor first (the Space restarts onto it);
+- `local`: a child process on this machine, whatever it is; the hardware never changes;
+- `jobs`: a Hugging Face Job of the task's flavor; the Space stays on cpu-basic and several tasks
+  run at once. A Job runs `python -m scheduler.executors run-task` in `image` (by default the
+  Space's own, `hf.co/spaces/OWNER/NAME`), with the task in its environment and the token as a
+  Job secret; its outcome comes back as the last line of its log, redacted.
+
+An executor starts runs; a run is polled until it reports a `RunResult`, and can be asked to stop
+and then killed. Everything else (claims, leases, cancel, timeout, outcome recording, redaction)
+is the worker's one lifecycle (worker.py), the same for all three.
 """
 
 from __future__ import annotations
@@ -17,289 +22,314 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
-from .background import BackgroundLoop
-from .callbacks import RunContext, TaskFiles, TaskLog, default_work_dir, describe_exception, load_callback
-from .errors import LeaseLost, UserError
+from .callbacks import (CallbackProcess, RunContext, TaskFiles, TaskLog, classify_exception, describe_exception,
+                        load_callback)
+from .errors import UserError
 from .hub import describe
-from .queue import TaskCancelled, TaskQueue
+from .outcome import RunResult
 from .redact import redact, register_secret
 from .tasks import COLUMNS, Task
 
-EXECUTORS = ("space", "jobs")
-ENV_EXECUTOR = "SCHEDULER_EXECUTOR"
 ENV_TASK = "SCHEDULER_TASK"
 RESULT_MARK = "SCHEDULER_RESULT "
-TERMINAL_STAGES = frozenset({"COMPLETED", "CANCELED", "ERROR", "DELETED"})
 _JOB_BANNER = "===== Job started"
+TASK_LABEL = "space-scheduler-task"
+LEASE_LABEL = "space-scheduler-lease"
+HOME_LABEL = "space-scheduler-home"
+
+
+class Run(Protocol):
+    """One run of one task under one lease."""
+
+    task: Task
+    lease_id: str
+    log: TaskLog
+
+    def poll(self) -> RunResult | None:
+        """The run's result once it has ended, None while it runs. Cheap to call often."""
+
+    def request_stop(self) -> None:
+        """Ask the run to stop (the callback's `ctx.should_stop()` turns True; a Job is cancelled)."""
+
+    def kill(self) -> None:
+        """End the run for good: its whole process tree, or its Job."""
+
+    def billed_seconds(self, wall_s: float) -> float:
+        """Seconds of paid hardware this run used, given the worker's own wall-clock measure."""
+
+
+class Executor(Protocol):
+    name: str
+    capacity: int  # runs at once
+    manages_hardware: bool  # the worker switches the Space's own hardware to each task's flavor
+
+    def start(self, task: Task, lease_id: str) -> Run: ...
+
+    def price(self, flavor: str | None) -> float:
+        """USD per hour of `flavor` on this executor."""
+
+    def adopt(self, held: dict[str, Task]) -> list[Run]:
+        """Runs still going for tasks this worker's home holds (`held`: task id -> task, with their
+        lease ids), found again after a restart; anything else it finds of ours is stopped."""
+
+
+# ---------------------------------------------------------------- child processes (space, local)
+
+
+class ProcessRun:
+    def __init__(self, process: CallbackProcess, task: Task, lease_id: str):
+        self.process, self.task, self.lease_id = process, task, lease_id
+        self.log = process.log
+        self._result: RunResult | None = None
+
+    def poll(self) -> RunResult | None:
+        if self._result is None and not self.process.running():
+            self._result = self.process.finish()
+        return self._result
+
+    def request_stop(self) -> None:
+        self.process.request_stop()
+
+    def kill(self) -> None:
+        self.process.kill()
+
+    def billed_seconds(self, wall_s: float) -> float:
+        return wall_s
+
+
+class ProcessExecutor:
+    """The callback in a child process of this worker, on whatever hardware this machine has."""
+
+    capacity = 1
+
+    def __init__(self, name: str, callback: str, work_dir: Path, *, token: str | None, endpoint: str | None,
+                 prices: Callable[[], dict[str, float]] = dict, manages_hardware: bool = True):
+        self.name = name
+        self.callback = callback
+        self.work_dir = work_dir
+        self.token = token
+        self.endpoint = endpoint
+        self.manages_hardware = manages_hardware
+        self._prices = prices
+
+    def start(self, task: Task, lease_id: str) -> Run:
+        process = CallbackProcess(self.callback, task, self.work_dir, token=self.token, endpoint=self.endpoint,
+                                  marker=f"{task.id}.{lease_id}")
+        return ProcessRun(process, task, lease_id)
+
+    def price(self, flavor: str | None) -> float:
+        return self._prices().get(flavor or "", 0.0)
+
+    def adopt(self, held: dict[str, Task]) -> list[Run]:
+        return []  # a child process does not outlive the worker that started it (its watchdog)
+
+
+# ---------------------------------------------------------------- Hugging Face Jobs
 
 
 @dataclass(frozen=True)
-class JobsConfig:
+class JobsOptions:
+    """What only the Jobs executor needs. `image`: default the Space's own; `namespace`: default the
+    Space's owner; `env`/`secrets`: extra for every Job; `poll_s`: seconds between inspections of a
+    running Job (each is an API request, counted in the account's request quota)."""
+
     max_concurrent_jobs: int = 3
-    image: str | None = None  # default: the Space's own image
-    namespace: str | None = None  # default: the Space's owner
+    image: str | None = None
+    namespace: str | None = None
     env: dict[str, str] = field(default_factory=dict)
     secrets: dict[str, str] = field(default_factory=dict)
-    lease_s: float = 600.0
-    poll_s: float = 2.0
-    idle_poll_s: float = 15.0
-    max_timeout_s: float = 6 * 3600.0
-    retry_delay_s: float | None = None  # None: the queue's backoff
+    poll_s: float = 10.0
+    logs_every_s: float = 30.0
 
 
-@dataclass
-class RunningJob:
-    task: Task
-    worker: str
-    job_id: str
-    log: TaskLog
-    started: float
-    deadline: float
-    lines_seen: int = 0
-    last_beat: float = 0.0
-    stop_reason: str | None = None
+class JobRun:
+    def __init__(self, executor: "JobsExecutor", task: Task, lease_id: str, job_id: str, log: TaskLog):
+        self.executor, self.task, self.lease_id, self.job_id, self.log = executor, task, lease_id, job_id, log
+        self._lines_seen = 0
+        self._next_poll = 0.0
+        self._next_logs = 0.0
+        self._result: RunResult | None = None
+        self._seconds: float | None = None
+        self._cancel_sent = False
 
-
-class JobsWorker(BackgroundLoop):
-    """Claims tasks and runs each as a Hub Job, up to `max_concurrent_jobs` at once.
-
-    Same surface as `Worker` (run, start_thread, stop, wake, status) so an app can hold either.
-    Claims are compare-and-swap writes, so several JobsWorkers can share one queue."""
-
-    thread_name = "space-scheduler-jobs"
-
-    def __init__(self, queue: TaskQueue, callback: str, *, api=None, token: str | None = None,
-                 endpoint: str | None = None, space_id: str | None = None, controller=None,
-                 config: JobsConfig = JobsConfig(), work_dir: str | os.PathLike | None = None,
-                 name: str | None = None, say: Callable[[str], None] | None = None,
-                 on_finish: Callable[[Task], None] | None = None):
-        from huggingface_hub import HfApi
-
-        from . import hub
-        from .worker import worker_id
-
-        if config.max_concurrent_jobs < 1:
-            raise UserError("max_concurrent_jobs must be at least 1")
-        hub.ensure_http_timeout()
-        self.queue = queue
-        self.callback = callback
-        self.token = token
-        register_secret(token)
-        self.endpoint = endpoint
-        self.api = api or HfApi(token=token, endpoint=endpoint)
-        self.controller = controller
-        self.space_id = space_id or getattr(controller, "space_id", None)
-        self.namespace = config.namespace or (self.space_id.split("/")[0] if self.space_id else None)
-        self.image = config.image or (f"hf.co/spaces/{self.space_id}" if self.space_id else None)
-        if not self.image:
-            raise UserError("the jobs executor needs an image (JobsConfig.image) or the Space whose image to use")
-        self.config = config
-        self.work_dir = Path(work_dir) if work_dir else default_work_dir()
-        self.work_dir.mkdir(parents=True, exist_ok=True)
-        self.id = name or worker_id(self.space_id)
-        self.on_finish = on_finish
-        self._running: dict[str, RunningJob] = {}
-        self._prices: dict[str, float] | None = None
-        self._init_loop({"worker": self.id, "space": self.space_id, "executor": "jobs", "state": "starting",
-                         "done": 0, "failed": 0, "last_error": None}, say)
-
-    def _status_extras(self, status: dict) -> dict:
-        status["jobs"] = {r.task.id: r.job_id for r in list(self._running.values())}
-        return status
-
-    # ------------------------------------------------------------ the loop
-
-    def run(self, *, until_idle: bool = False) -> None:
-        """Start Jobs for claimable tasks and follow them; with `until_idle`, return once nothing is
-        running and nothing is claimable. Stopping cancels the Jobs still running (their tasks are
-        retried), so no GPU is left billing for a worker that is gone."""
-        self._stay_idle()
+    def _lines(self) -> list[str]:
+        ex = self.executor
         try:
-            while not self._stop.is_set():
-                self._follow()
-                started = self._fill()
-                if until_idle and not self._running and not started:
-                    break
-                self._set(state="running" if self._running else "serving")
-                self._wake.wait(self.config.poll_s if self._running else self.config.idle_poll_s)
-                self._wake.clear()
-        finally:
-            for run in list(self._running.values()):
-                run.stop_reason = f"interrupted: the worker was stopped ({self._stop_reason})"
-                self._cancel(run)
-            deadline = time.monotonic() + 30
-            while self._running and time.monotonic() < deadline:
-                self._follow()
-                time.sleep(0.1)
-            self._set(state="stopped")
-
-    def _stay_idle(self) -> None:
-        """The Space runs no task itself here; paid hardware left over from the other executor goes."""
-        from .hardware import is_paid
-
-        if self.controller is None or getattr(self.controller, "local", True):
-            return
-        try:
-            runtime = self.controller.runtime()
-            if is_paid(runtime.requested_hardware or runtime.hardware, self.controller.idle_flavor):
-                self.controller.downgrade()
-        except Exception as exc:
-            self._set(last_error=f"could not check the Space's hardware: {describe(exc)}")
-
-    def _fill(self) -> int:
-        started = 0
-        while len(self._running) < self.config.max_concurrent_jobs and not self._stop.is_set():
-            # One lease owner per slot: a claim by an owner that already holds a task returns that
-            # task again (how a lost claim answer is recovered), so slots must not share an owner.
-            busy = {run.worker for run in self._running.values()}
-            slot = next(f"{self.id}#{i}" for i in range(self.config.max_concurrent_jobs) if f"{self.id}#{i}" not in busy)
-            task = self.queue.claim(slot, self.config.lease_s)
-            if task is None:
-                break
-            self._start(task, slot)
-            started += 1
-        return started
-
-    def _start(self, task: Task, slot: str) -> None:
-        log = TaskLog(TaskFiles(self.work_dir, task.id).log)
-        limit = int(min(float(task.timeout_s), self.config.max_timeout_s))
-        env = {**self.config.env, ENV_TASK: json.dumps(dict(zip(COLUMNS, task.to_cells()))),
-               "SCHEDULER_CALLBACK": self.callback}
-        secrets = {**self.config.secrets}
-        if self.token:
-            secrets["HF_TOKEN"] = self.token
-        try:
-            job = self.api.run_job(image=self.image, command=["python", "-m", "scheduler.executors", "run-task"],
-                                   env=env, secrets=secrets or None, flavor=task.hardware, timeout=limit,
-                                   labels={"space-scheduler-task": task.id}, namespace=self.namespace)
-        except Exception as exc:
-            log.write(f"could not start a Job: {describe(exc)}")
-            self._fail(task, slot, f"could not start a {task.hardware} Job: {describe(exc)}", retry=True, seconds=None)
-            return
-        log.write(f"attempt {task.attempts}/{task.max_attempts} as Job {job.id} on {task.hardware} by {slot}")
-        self._say(f"task {task.id}: Job {job.id} on {task.hardware}")
-        now = time.monotonic()
-        self._running[task.id] = RunningJob(task, slot, job.id, log, now, now + limit + 60, last_beat=now)
-
-    def _follow(self) -> None:
-        for run in list(self._running.values()):
-            try:
-                info = self.api.inspect_job(job_id=run.job_id, namespace=self.namespace)
-            except Exception as exc:
-                self._set(last_error=redact(f"{run.task.id}: inspect {run.job_id}: {describe(exc)}"))
-                continue
-            self._stream_logs(run)
-            stage = str(info.status.stage)
-            if stage in TERMINAL_STAGES:
-                self._finish(run, info, stage)
-                continue
-            self._heartbeat(run)
-            if run.stop_reason is None and time.monotonic() > run.deadline:
-                run.stop_reason = f"timed out after {run.task.timeout_s}s (timeout_s={run.task.timeout_s})"
-                self._cancel(run)
-
-    def _stream_logs(self, run: RunningJob) -> list[str]:
-        try:
-            lines = [ln for ln in self.api.fetch_job_logs(job_id=run.job_id, namespace=self.namespace)
+            lines = [ln for ln in ex.api.fetch_job_logs(job_id=self.job_id, namespace=ex.namespace)
                      if not ln.startswith(_JOB_BANNER)]
         except Exception:
             return []
-        for line in lines[run.lines_seen:]:
-            run.log.write(line)
-        run.lines_seen = max(run.lines_seen, len(lines))
+        for line in lines[self._lines_seen:]:
+            if not line.startswith(RESULT_MARK):
+                self.log.write(line)
+        self._lines_seen = max(self._lines_seen, len(lines))
         return lines
 
-    def _heartbeat(self, run: RunningJob) -> None:
-        # Commits are rate-limited: one heartbeat per third of the lease, per running task.
-        if time.monotonic() - run.last_beat < self.config.lease_s / 3:
-            return
+    def poll(self) -> RunResult | None:
+        if self._result is not None:
+            return self._result
+        now = time.monotonic()
+        if now < self._next_poll:
+            return None
+        self._next_poll = now + self.executor.options.poll_s
+        ex = self.executor
         try:
-            self.queue.heartbeat(run.task.id, run.worker, self.config.lease_s)
-            run.last_beat = time.monotonic()
-        except TaskCancelled:
-            run.stop_reason = "cancelled"
-            self._cancel(run)
-        except LeaseLost as exc:
-            run.stop_reason = f"lease lost: {exc}"
-            self._cancel(run)
+            info = ex.api.inspect_job(job_id=self.job_id, namespace=ex.namespace)
         except Exception as exc:
-            self._set(last_error=redact(f"{run.task.id}: heartbeat: {describe(exc)}"))
-
-    def _cancel(self, run: RunningJob) -> None:
-        run.log.write(f"stopping: {run.stop_reason}")
-        try:
-            self.api.cancel_job(job_id=run.job_id, namespace=self.namespace)
-        except Exception as exc:
-            run.log.write(f"could not cancel Job {run.job_id}: {describe(exc)}")
-
-    def _finish(self, run: RunningJob, info, stage: str) -> None:
-        self._running.pop(run.task.id, None)
-        lines = self._stream_logs(run)
-        seconds = _job_seconds(info, run)
-        task = run.task
-        result, error = None, None
+            self.log.write(f"could not inspect Job {self.job_id}: {describe(exc)}")
+            return None
+        stage = str(info.status.stage)
+        if stage not in TERMINAL_JOB_STAGES:
+            if now >= self._next_logs:
+                self._next_logs = now + ex.options.logs_every_s
+                self._lines()
+            return None
+        lines = self._lines()
+        self._seconds = _job_seconds(info)
+        outcome: dict[str, Any] | None = None
         for line in reversed(lines):
             if line.startswith(RESULT_MARK):
-                outcome = json.loads(line[len(RESULT_MARK):])
-                result, error = outcome.get("result"), outcome.get("error")
+                try:
+                    outcome = json.loads(line[len(RESULT_MARK):])
+                except ValueError:
+                    outcome = None
                 break
-        cost = round(seconds / 3600 * self._price(task.hardware), 6)
-        costs = dict(gpu_seconds=round(seconds, 3), cost_usd=cost)
+        if stage == "COMPLETED" and outcome is not None and "error" not in outcome:
+            self._result = RunResult(ok=True, result=outcome.get("result"))
+        elif outcome is not None and outcome.get("error"):
+            self._result = RunResult(ok=False, error=redact(outcome["error"]), retry=bool(outcome.get("retry", True)))
+        else:
+            message = info.status.message or f"the Job ended {stage}"
+            self._result = RunResult(ok=False, error=redact(f"Job {self.job_id}: {message}"))
+        return self._result
+
+    def request_stop(self) -> None:
+        # A Job has no soft stop: cancelling it is the request; the worker kills after its grace.
+        if not self._cancel_sent:
+            self._cancel_sent = True
+            self.kill()
+
+    def kill(self) -> None:
+        ex = self.executor
         try:
-            if run.stop_reason in ("cancelled",) or (run.stop_reason or "").startswith("lease lost"):
-                run.log.write(f"not recorded: {run.stop_reason}")
-            elif stage == "COMPLETED" and run.stop_reason is None and error is None:
-                self._finished(self.queue.complete(task.id, run.worker, result or None, **costs))
-                run.log.write(f"done in {seconds:.1f}s (Job {run.job_id})")
-                self._set(done=self._status["done"] + 1)
-            else:
-                message = run.stop_reason or error or info.status.message or f"the Job ended {stage}"
-                timed_out = message.startswith("timed out") or "timed out" in (info.status.message or "")
-                interrupted = message.startswith("interrupted")
-                self._fail(task, run.worker, message, retry=not timed_out, seconds=costs, delay=0.0 if interrupted else self.config.retry_delay_s)
-                run.log.write(f"failed: {message}")
-        except LeaseLost as exc:
-            run.log.write(f"not recorded: {exc}")
+            ex.api.cancel_job(job_id=self.job_id, namespace=ex.namespace)
         except Exception as exc:
-            run.log.write(f"could not record the outcome: {describe(exc)}")
-            self._set(last_error=redact(f"{task.id}: could not record the outcome: {describe(exc)}"))
+            self.log.write(f"could not cancel Job {self.job_id}: {describe(exc)}")
+        self._next_poll = 0.0
 
-    def _fail(self, task: Task, worker: str, error: str, *, retry: bool, seconds: dict | None,
-              delay: float | None = None) -> None:
-        self._finished(self.queue.fail(task.id, worker, redact(error), retry=retry, retry_delay_s=delay,
-                                       **(seconds or {})))
-        self._set(failed=self._status["failed"] + 1, last_error=redact(f"{task.id}: {error}"))
-
-    def _finished(self, task: Task) -> None:
-        if self.on_finish is None or not task.is_terminal:
-            return
-        try:
-            self.on_finish(task)
-        except Exception as exc:  # a notification must never change what was recorded
-            self._set(last_error=redact(f"{task.id}: on_finish: {describe(exc)}"))
-
-    def _price(self, flavor: str) -> float:
-        from .hardware import hourly_prices
-
-        if self._prices is None:
-            self._prices = hourly_prices(self.api)
-        return self._prices.get(flavor, 0.0)
+    def billed_seconds(self, wall_s: float) -> float:
+        return self._seconds if self._seconds is not None else wall_s
 
 
-def _job_seconds(info, run: RunningJob) -> float:
+TERMINAL_JOB_STAGES = frozenset({"COMPLETED", "CANCELED", "ERROR", "DELETED"})
+
+
+def _job_seconds(info) -> float | None:
     started, finished = getattr(info, "started_at", None), getattr(info, "finished_at", None)
     if started and finished:
         return max(0.0, (finished - started).total_seconds())
-    return time.monotonic() - run.started
+    return None
+
+
+class JobsExecutor:
+    """Each run is a Hub Job labelled with its task, lease and the worker's home, so a run whose
+    `run_job` answer was lost, or one started by a predecessor of this worker, is found again by label
+    (`adopt`, `find`) instead of being started twice."""
+
+    name = "jobs"
+    manages_hardware = False
+
+    def __init__(self, api, callback: str, *, home: str, image: str, namespace: str, token: str | None,
+                 max_timeout_s: float, work_dir: Path, options: JobsOptions = JobsOptions()):
+        if options.max_concurrent_jobs < 1:
+            raise UserError(f"max_concurrent_jobs must be at least 1, got {options.max_concurrent_jobs}")
+        self.api = api
+        self.callback = callback
+        self.home_label = _label_value(home)
+        self.image = image
+        self.namespace = namespace
+        self.token = token
+        register_secret(token)
+        self.max_timeout_s = max_timeout_s
+        self.work_dir = work_dir
+        self.options = options
+        self.capacity = options.max_concurrent_jobs
+        self._prices: dict[str, float] | None = None
+
+    def _log(self, task: Task) -> TaskLog:
+        return TaskLog(TaskFiles(self.work_dir, task.id).log)
+
+    def find(self, lease_id: str) -> str | None:
+        """The id of a Job started for this lease, if any (after a `run_job` whose answer was lost)."""
+        jobs = self.api.list_jobs(labels={LEASE_LABEL: lease_id}, namespace=self.namespace)
+        return jobs[0].id if jobs else None
+
+    def start(self, task: Task, lease_id: str) -> Run:
+        log = self._log(task)
+        limit = int(min(float(task.timeout_s), self.max_timeout_s))
+        env = {**self.options.env, ENV_TASK: json.dumps(dict(zip(COLUMNS, task.to_cells()))),
+               "SCHEDULER_CALLBACK": self.callback}
+        secrets = {**self.options.secrets}
+        if self.token:
+            secrets["HF_TOKEN"] = self.token
+        labels = {TASK_LABEL: task.id, LEASE_LABEL: lease_id, HOME_LABEL: self.home_label}
+        try:
+            job_id = self.api.run_job(image=self.image, command=["python", "-m", "scheduler.executors", "run-task"],
+                                      env=env, secrets=secrets or None, flavor=task.hardware, timeout=limit,
+                                      labels=labels, namespace=self.namespace).id
+        except Exception as exc:
+            # The Job may exist although the answer was lost: look for it before anyone starts another.
+            try:
+                job_id = self.find(lease_id)
+            except Exception:
+                job_id = None
+            if job_id is None:
+                raise
+            log.write(f"run_job failed ({describe(exc)}) but Job {job_id} exists for this lease: following it")
+        log.write(f"attempt {task.attempts}/{task.max_attempts} as Job {job_id} on {task.hardware}")
+        return JobRun(self, task, lease_id, job_id, log)
+
+    def adopt(self, held: dict[str, Task]) -> list[Run]:
+        by_lease = {t.lease_id: t for t in held.values() if t.lease_id}
+        runs: list[Run] = []
+        for job in self.api.list_jobs(labels={HOME_LABEL: self.home_label}, namespace=self.namespace):
+            if str(job.status.stage) in TERMINAL_JOB_STAGES:
+                continue
+            labels = job.labels or {}
+            task = by_lease.get(labels.get(LEASE_LABEL, ""))
+            if task is not None:
+                log = self._log(task)
+                log.write(f"following Job {job.id} again after a restart of the worker")
+                runs.append(JobRun(self, task, task.lease_id, job.id, log))
+            else:
+                # Its task was cancelled, requeued or taken by another worker: the Job bills for nothing.
+                try:
+                    self.api.cancel_job(job_id=job.id, namespace=self.namespace)
+                except Exception:
+                    pass
+        return runs
+
+    def price(self, flavor: str | None) -> float:
+        if self._prices is None:
+            from .hardware import job_prices
+
+            self._prices = job_prices(self.api)
+        return self._prices.get(flavor or "", 0.0)
+
+
+def _label_value(value: str) -> str:
+    # Label values are short tokens; a Space id has a slash.
+    return "".join(ch if ch.isalnum() or ch in "-_." else "-" for ch in value)[:63]
 
 
 # ---------------------------------------------------------------- inside the Job
 
 
 def run_task_in_job() -> int:
-    """The Job's entry point: run the callback on the task from the environment, print the outcome."""
+    """The Job's entry point: run the callback on the task from the environment, print the outcome.
+    Everything printed is redacted: the Hub keeps a Job's log and shows it to its owner's org."""
     task = Task.from_cells(json.loads(os.environ[ENV_TASK]))
     register_secret(os.environ.get("HF_TOKEN"))
     work_dir = Path(os.environ.get("SCHEDULER_WORK_DIR") or tempfile.mkdtemp(prefix="space-scheduler-job-"))
@@ -315,28 +345,22 @@ def run_task_in_job() -> int:
         result = callback(task, ctx)
         if result is not None and not isinstance(result, dict):
             raise TypeError(f"the callback returned {type(result).__name__}; expected a dict or None")
-        outcome: dict[str, Any] = {"result": json.loads(json.dumps(result or {}, default=str))}
+        from .outcome import storable
+
+        outcome: dict[str, Any] = {"result": storable(result or {})}
         code = 0
     except BaseException as exc:  # noqa: BLE001 - the Job must report every failure
-        outcome = {"error": describe_exception(exc)}
+        outcome = {"error": describe_exception(exc), "retry": classify_exception(exc)}
         emit(outcome["error"])
         code = 1
-    print(RESULT_MARK + json.dumps(outcome), flush=True)
+    print(RESULT_MARK + redact(json.dumps(outcome, ensure_ascii=False, allow_nan=False)), flush=True)
     return code
 
 
-def make_worker(queue: TaskQueue, controller, callback: str, *, executor: str | None = None,
-                jobs: JobsConfig | None = None, **options: Any):
-    """`Worker` for the `space` executor (the default), `JobsWorker` for `jobs` ($SCHEDULER_EXECUTOR)."""
-    from .worker import Worker
+# ---------------------------------------------------------------- the registry
 
-    executor = executor or os.environ.get(ENV_EXECUTOR) or "space"
-    if executor not in EXECUTORS:
-        raise UserError(f"executor must be one of {', '.join(EXECUTORS)}, got {executor!r}")
-    if executor == "space":
-        return Worker(queue, controller, callback, **options)
-    allowed = {k: options[k] for k in ("token", "endpoint", "work_dir", "name", "say", "on_finish") if k in options}
-    return JobsWorker(queue, callback, controller=controller, config=jobs or JobsConfig(), **allowed)
+EXECUTORS = ("space", "local", "jobs")
+ENV_EXECUTOR = "SCHEDULER_EXECUTOR"
 
 
 if __name__ == "__main__":

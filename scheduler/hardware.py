@@ -61,14 +61,36 @@ APP_UP_STAGES = frozenset({"RUNNING", "APP_STARTING", "RUNNING_APP_STARTING"})
 _UNIT_PER_HOUR = {"second": 3600.0, "minute": 60.0, "hour": 1.0}
 
 
+# Job flavors that are not Space flavors, at their list prices (USD per hour), for when the Hub's
+# list cannot be read. ZeroGPU is no Job flavor (hub-facts §11).
+FALLBACK_JOB_PRICES: dict[str, float] = {
+    **{k: v for k, v in FALLBACK_PRICES.items() if k != "zero-a10g"},
+    "cpu-performance": 0.19,
+    "cpu-xl": 0.54,
+    "h200": 5.00,
+    "h200x2": 10.00,
+    "h200x4": 20.00,
+    "h200x8": 40.00,
+}
+
+
 def hourly_prices(api: HfApi | None = None) -> dict[str, float]:
-    """USD per hour by flavor, from the Hub's list when it answers, else the fallback table."""
-    prices = dict(FALLBACK_PRICES)
+    """USD per hour by Space flavor, from the Hub's list when it answers, else the fallback table."""
+    return _prices(api, "list_spaces_hardware", FALLBACK_PRICES)
+
+
+def job_prices(api: HfApi | None = None) -> dict[str, float]:
+    """USD per hour by Job flavor, from the Hub's list when it answers, else the fallback table."""
+    return _prices(api, "list_jobs_hardware", FALLBACK_JOB_PRICES)
+
+
+def _prices(api: HfApi | None, method: str, fallback: dict[str, float]) -> dict[str, float]:
+    prices = dict(fallback)
     if api is None:
         return prices
     hub.ensure_http_timeout()
     try:
-        listed = hub.with_retries(api.list_spaces_hardware, "list Space hardware", deadline_s=20)
+        listed = hub.with_retries(getattr(api, method), method.replace("_", " "), deadline_s=20)
     except Exception:
         return prices  # prices only feed estimates; a missing list must never stop a worker
     for info in listed:

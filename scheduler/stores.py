@@ -9,13 +9,15 @@ import os
 import re
 import tempfile
 import threading
+import time
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import ContextManager, Mapping, Protocol
+from typing import Callable, ContextManager, Mapping, Protocol
 
 from filelock import FileLock, Timeout
 
-from .errors import AmbiguousWrite, Conflict, StoreError, Unavailable, UserError
+from .errors import AmbiguousWrite, CommitQuotaExceeded, Conflict, StoreError, Unavailable, UserError
 
 LOCK_TIMEOUT_S = 300.0
 
@@ -34,9 +36,15 @@ class Store(Protocol):
     def read_at(self, path: str, version: str | None) -> bytes | None:
         """Another file as of `version` (a version returned by read())."""
 
+    def head(self) -> str | None:
+        """The current version alone: what a watcher polls to notice a change cheaply."""
+
     def write(self, files: Mapping[str, bytes], *, expected: str | None, message: str) -> str:
         """Write all files at once if the store is still at `expected`; return the new version.
         Raises Conflict when it moved, AmbiguousWrite when the outcome is unknown."""
+
+    def now(self) -> datetime:
+        """The store's clock (UTC): the Hub's for a HubStore, this machine's otherwise."""
 
     def lock(self) -> ContextManager: ...
 
@@ -66,6 +74,13 @@ class MemoryStore:
             if version != (str(self.version) if self.version else None):
                 raise Conflict(f"version {version} is gone")
             return self.files.get(path)
+
+    def head(self) -> str | None:
+        with self._lock:
+            return str(self.version) if self.version else None
+
+    def now(self) -> datetime:
+        return datetime.now(timezone.utc)
 
     def write(self, files: Mapping[str, bytes], *, expected: str | None, message: str) -> str:
         with self._lock:
@@ -104,6 +119,12 @@ class FileStore:
 
     def read_at(self, path: str, version: str | None) -> bytes | None:
         return self._read(path)
+
+    def head(self) -> str | None:
+        return _digest(self._read(self.path))
+
+    def now(self) -> datetime:
+        return datetime.now(timezone.utc)
 
     def _read(self, path: str) -> bytes | None:
         try:
@@ -173,6 +194,7 @@ class HubStore:
         local_lock: bool = True,
         lock_dir: str | os.PathLike | None = None,
         retry_deadline_s: float = 120.0,
+        local_clock: Callable[[], float] | None = None,
     ):
         from huggingface_hub import HfApi
 
@@ -187,6 +209,8 @@ class HubStore:
         self.timeout = timeout
         self.retry_deadline_s = retry_deadline_s
         self._cache: tuple[str, str, bytes | None] | None = None  # (version, path, data) of the last read
+        self._missing_at: set[str] = set()  # head shas at which the main file did not exist
+        self.clock = hub.HubClock(local_clock or time.time)
         self._thread_lock = threading.RLock()
         self._filelock: FileLock | None = None
         if local_lock:
@@ -228,30 +252,61 @@ class HubStore:
                 raise Unavailable(f"{what}: {hub.describe(exc)}", hub.retry_after_s(exc)) from None
             raise
 
-    def read(self) -> Snapshot:
-        from huggingface_hub import get_hf_file_metadata
+    def _head(self) -> str | None:
+        """One HEAD of the file on main: the head commit sha (`X-Repo-Commit`), None when the file does
+        not exist yet. Made here rather than through `get_hf_file_metadata` to read the answer's `Date`
+        (the Hub's clock) too; redirects are not followed (the first answer carries the sha)."""
         from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError
+        from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
+
+        def fetch() -> str | None:
+            sent = self.clock.local()
+            response = get_session().head(
+                self._url(self.path, "main"), headers={**build_hf_headers(token=self.token), "Accept-Encoding": "identity"},
+                timeout=self.timeout, follow_redirects=False,
+            )
+            self.clock.observe(response.headers.get("Date"), sent, self.clock.local())
+            if 300 <= response.status_code < 400:
+                return response.headers.get("X-Repo-Commit")
+            try:
+                hf_raise_for_status(response)
+            except EntryNotFoundError:
+                sha = response.headers.get("X-Repo-Commit") or self._repo_sha()
+                if sha:
+                    self._missing_at.add(sha)
+                return sha
+            sha = response.headers.get("X-Repo-Commit")
+            if not sha:
+                raise StoreError(f"{self.describe()}: the Hub's answer has no X-Repo-Commit header")
+            return sha
 
         try:
-            meta = self._once(
-                lambda: get_hf_file_metadata(self._url(self.path, "main"), token=self.token, timeout=self.timeout),
-                f"reading {self.describe()}",
-            )
+            return self._once(fetch, f"reading {self.describe()}")
         except RepositoryNotFoundError:
             raise StoreError(
                 f"{self.repo_type} {self.repo_id} not found (or not visible with this token); "
                 f"create it with `space-scheduler init --queue hf://{self.repo_type}s/{self.repo_id}`"
             ) from None
-        except EntryNotFoundError as exc:
-            sha = exc.response.headers.get("X-Repo-Commit") if getattr(exc, "response", None) is not None else None
-            if not sha:
-                sha = self._once(
-                    lambda: self.api.repo_info(self.repo_id, repo_type=self.repo_type, expand=["sha"]).sha,
-                    f"reading the head of {self.repo_id}",
-                )
-            return Snapshot(None, sha)
-        version = meta.commit_hash
-        return Snapshot(self._get(self.path, version), version)
+
+    def _repo_sha(self) -> str | None:
+        return self.api.repo_info(self.repo_id, repo_type=self.repo_type, expand=["sha"]).sha
+
+    def head(self) -> str | None:
+        """The head commit sha, from one HEAD request (the resolvers quota, not the API quota)."""
+        return self._head()
+
+    def now(self) -> datetime:
+        """The Hub's clock, from the `Date` of its latest answers (hub.HubClock)."""
+        return self.clock.now()
+
+    def read(self) -> Snapshot:
+        version = self._head()
+        exists = self._exists_at(version)
+        return Snapshot(self._get(self.path, version) if exists else None, version)
+
+    def _exists_at(self, version: str | None) -> bool:
+        # _head answered for a missing file with the repo's sha: remember which shas lack the file.
+        return version is not None and version not in self._missing_at
 
     def read_at(self, path: str, version: str | None) -> bytes | None:
         if version is None:
@@ -302,7 +357,8 @@ class HubStore:
                 raise Conflict(f"{self.describe()} moved since {str(expected)[:8]}") from None
             if status == 429:
                 # A rate-limited commit was refused, not applied: safe to resend after the wait.
-                raise Unavailable(f"commit to {self.describe()}: {hub.describe(exc)}", hub.retry_after_s(exc)) from None
+                kind = CommitQuotaExceeded if hub.is_commit_quota(exc) else Unavailable
+                raise kind(f"commit to {self.describe()}: {hub.describe(exc)}", hub.retry_after_s(exc)) from None
             if status in hub.RETRY_STATUSES:
                 raise AmbiguousWrite(f"commit to {self.describe()}: {hub.describe(exc)}") from None
             raise StoreError(f"commit to {self.describe()} refused: {hub.describe(exc)}") from None

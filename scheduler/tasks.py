@@ -173,6 +173,8 @@ class Task:
         return dataclasses.replace(self, **changes)
 
     def lease_expired(self, now: datetime) -> bool:
+        """RUNNING and its lease ran out. The one expiry rule: `now` is the queue's clock, which is the
+        Hub's (read from the `Date` of its answers) for a queue on the Hub."""
         return self.status is Status.RUNNING and (self.lease_until is None or self.lease_until <= now)
 
     def is_runnable(self, now: datetime) -> bool:

@@ -1,7 +1,7 @@
 """Waking the Space when work arrives, instead of waiting for its next poll of the queue.
 
 Three paths, fastest first:
-- direct: `TaskQueue.add(...)` from a client that knows the Space (`TaskQueue.open(url, space=...)`
+- direct: `TaskQueue.add(...)` from a client that knows the Space (`scheduler.open_queue(url, space=...)`
   or `SCHEDULER_SPACE`) asks for the task's flavor right after the add is committed;
 - webhook: a Hub webhook on the queue dataset POSTs to the Space, whose worker looks at the
   queue at once (`handle_webhook` / `mount_webhook`);

@@ -8,7 +8,7 @@ locally it is the installed one.
     python app.py [--auth user:password] [--port 7860]
 
 Settings: SCHEDULER_QUEUE, SCHEDULER_CALLBACK, SCHEDULER_ALLOWED_USERS, SCHEDULER_PUBLIC_QUEUE,
-SCHEDULER_AUTH, SCHEDULER_WORKER (off: no worker), SCHEDULER_WORKER_ARGS (extra `worker` flags),
+SCHEDULER_AUTH, SCHEDULER_WORKER (off: no worker), SCHEDULER_<SETTING> (any worker setting, e.g. SCHEDULER_POLL_S),
 SPACE_ID, HF_TOKEN, HF_ENDPOINT.
 """
 

@@ -27,10 +27,10 @@ def add_token_option(parser: argparse.ArgumentParser) -> None:
 
 
 def open_queue(args: argparse.Namespace):
-    from ..queue import TaskQueue
+    from .. import open_queue as open_with_waker
     from ..redact import register_secret
 
     if not args.queue:
         raise UserError("no queue given: pass --queue hf://datasets/OWNER/NAME (or a folder), or set SCHEDULER_QUEUE")
     register_secret(args.token)
-    return TaskQueue.open(args.queue, token=args.token, endpoint=args.endpoint)
+    return open_with_waker(args.queue, token=args.token, endpoint=args.endpoint)

@@ -162,7 +162,7 @@ def setup(hub_url: str, port: int, recipe: str = "numpy") -> None:
                         webhook_url=f"http://127.0.0.1:{port}/webhooks/queue"),
            say=lambda line: say(f"  deploy {line}"))
     # A demo wants to see the Space react within a second, not at the production poll of 15 s.
-    api.add_space_variable(SPACE, "SCHEDULER_WORKER_ARGS", "--poll 1 --lease 120")
+    api.add_space_variable(SPACE, "SCHEDULER_POLL_S", "1")
     api.add_space_variable(SPACE, "SCHEDULER_REFRESH_S", "1")
     # The emulator has no OAuth provider: outside SYSTEM=spaces gradio's login signs in as the owner
     # of the Space's token (its local-development mode), which is the demo user.

@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from scheduler.cli import main
+from scheduler import open_queue
 from scheduler.queue import TaskQueue
 from scheduler.tasks import Status, Task
 from tests.support import free_port, wait_for
@@ -34,7 +35,7 @@ needs_app = pytest.mark.skipif(not (APP_DIR / "app.py").exists(), reason="the Sp
 
 
 @contextmanager
-def deployed_space(emulator, hf_api, tmp_path, monkeypatch, worker_args: str, *deploy_args: str,
+def deployed_space(emulator, hf_api, tmp_path, monkeypatch, worker_variables: dict[str, str], *deploy_args: str,
                    port: int | None = None):
     """Deploy the real app (plus a quick callback), have the emulator's supervisor start it as the
     Hub would, yield once the Space runs, and stop the app on the way out."""
@@ -45,7 +46,8 @@ def deployed_space(emulator, hf_api, tmp_path, monkeypatch, worker_args: str, *d
     port = port or free_port()
     assert main(["deploy", SPACE, "--queue", QUEUE, "--endpoint", emulator.url, "--app-dir", str(app_dir),
                  "--callback", "quick.py:train", *deploy_args]) == 0
-    hf_api.add_space_variable(SPACE, "SCHEDULER_WORKER_ARGS", worker_args)
+    for key, value in worker_variables.items():
+        hf_api.add_space_variable(SPACE, key, value)
     # No cwd: the emulator checks out the Space's files and runs its app_file, as the Hub does.
     httpx.post(f"{emulator.url}/_emulator/spaces/{SPACE}/supervise",
                json={"port": port, "env": {"SYSTEM": "emulator"}}, timeout=30).raise_for_status()
@@ -68,8 +70,8 @@ def wait_done(emulator, queue: TaskQueue, task: Task) -> tuple[Task, str]:
 def test_a_deployed_space_started_by_the_supervisor_runs_a_submitted_task_to_done(emulator, hf_api, tmp_path,
                                                                                monkeypatch):
     # Production polls every 15 s; a test waits for nothing longer than it must.
-    with deployed_space(emulator, hf_api, tmp_path, monkeypatch, "--poll 0.5 --lease 30"):
-        queue = TaskQueue.open(f"hf://datasets/{QUEUE}", token=TEST_TOKEN, endpoint=emulator.url, space=SPACE)
+    with deployed_space(emulator, hf_api, tmp_path, monkeypatch, {"SCHEDULER_POLL_S": "0.5"}):
+        queue = open_queue(f"hf://datasets/{QUEUE}", token=TEST_TOKEN, endpoint=emulator.url, space=SPACE)
         task = queue.add(Task.new("demo/model", "demo/data", "t4-small"))
         assert queue.last_wake.requested  # the submit itself asked for the GPU
 
@@ -85,7 +87,7 @@ def test_a_submission_from_a_client_that_does_not_know_the_space_wakes_it_throug
         emulator, hf_api, tmp_path, monkeypatch):
     port = free_port()
     # A poll of 10 minutes: within this test's deadlines only the webhook can make the Space look.
-    with deployed_space(emulator, hf_api, tmp_path, monkeypatch, "--poll 600 --lease 30",
+    with deployed_space(emulator, hf_api, tmp_path, monkeypatch, {"SCHEDULER_POLL_S": "600"},
                         "--webhook-url", f"http://127.0.0.1:{port}/webhooks/queue", port=port):
         wait_for(lambda: _answers(port), 60, "the app to answer")
         queue = TaskQueue.open(f"hf://datasets/{QUEUE}", token=TEST_TOKEN, endpoint=emulator.url)  # no space=

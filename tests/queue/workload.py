@@ -30,7 +30,7 @@ def main() -> None:
                 time.sleep(0.05)
                 continue
             claimed.append(task.id)
-            queue.complete(task.id, worker, {"ok": True})
+            queue.complete(task.id, task.lease_id, {"ok": True})
             completed.append(task.id)
         print(json.dumps({"role": role, "claimed": claimed, "completed": completed, "stats": queue.stats}))
 

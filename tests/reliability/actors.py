@@ -60,7 +60,7 @@ def drain(url: str, endpoint: str, stop_file: str, deadline_s: str = "120") -> N
             continue
         say(op="claim", id=task.id, attempts=task.attempts)
         try:
-            queue.complete(task.id, me, {"by": me})
+            queue.complete(task.id, task.lease_id, {"by": me})
         except Exception as exc:
             say(op="complete", id=task.id, error=f"{type(exc).__name__}: {exc}")
         else:

@@ -113,15 +113,15 @@ def test_sigterm_mid_task_releases_the_gpu_and_puts_the_task_back(emulator, hf_a
 
 def test_a_task_for_an_unknown_flavor_is_failed_without_touching_the_hardware(emulator, hf_api, tmp_path):
     from scheduler.hardware import SpaceController
-    from scheduler.worker import Worker, WorkerConfig
+    from scheduler.settings import WorkerSettings, build_worker
 
     hf_api.create_repo("demo/strict", repo_type="space", space_sdk="gradio")
     wait_for(lambda: hf_api.get_space_runtime("demo/strict").stage == "RUNNING", 10, "the Space to build")
     queue = TaskQueue.open(str(tmp_path / "queue"))
     odd = queue.add(Task.new("demo/m", "demo/d", "t4-small").replace(hardware="h9000"))
     controller = SpaceController("demo/strict", api=hf_api, poll_s=0.1)
-    worker = Worker(queue, controller, f"{CALLBACKS}:ok", work_dir=tmp_path / "w",
-                    config=WorkerConfig(lease_s=5, poll_s=0.1))
+    worker = build_worker(WorkerSettings(queue="-", callback=f"{CALLBACKS}:ok", work_dir=str(tmp_path / "w"),
+                                         lease_s=5, poll_s=0.1), queue=queue, controller=controller)
     worker.run(until_idle=True)
     odd = queue.get(odd.id)
     assert odd.status is Status.FAILED and "'h9000' is not a Space hardware flavor" in odd.error
@@ -133,7 +133,7 @@ def test_a_hardware_request_the_hub_refuses_backs_its_tasks_off_and_is_not_repea
     from huggingface_hub.errors import HfHubHTTPError
 
     from scheduler.hardware import SpaceController
-    from scheduler.worker import Worker, WorkerConfig
+    from scheduler.settings import WorkerSettings, build_worker
 
     class NoPaymentMethod(SpaceController):
         """The Hub's answer to a GPU request from an account without a payment method."""
@@ -147,8 +147,9 @@ def test_a_hardware_request_the_hub_refuses_backs_its_tasks_off_and_is_not_repea
     wait_for(lambda: hf_api.get_space_runtime("demo/unpaid").stage == "RUNNING", 10, "the Space to build")
     queue = TaskQueue.open(str(tmp_path / "queue"))
     task = queue.add(Task.new("demo/m", "demo/d", "a100-large", max_attempts=2))
-    worker = Worker(queue, NoPaymentMethod("demo/unpaid", api=hf_api, poll_s=0.1), f"{CALLBACKS}:ok",
-                    work_dir=tmp_path / "w", config=WorkerConfig(lease_s=5, poll_s=0.1, retry_delay_s=0))
+    worker = build_worker(WorkerSettings(queue="-", callback=f"{CALLBACKS}:ok", work_dir=str(tmp_path / "w"),
+                                         lease_s=5, poll_s=0.1, retry_delay_s=0),
+                          queue=queue, controller=NoPaymentMethod("demo/unpaid", api=hf_api, poll_s=0.1))
     worker.run(until_idle=True)
     task = queue.get(task.id)
     assert task.status is Status.FAILED and task.attempts == 2

@@ -8,11 +8,12 @@ import pytest
 
 from scheduler.decide import Downgrade, GiveUp, Policy, RequestHardware, RunTask, Serve, Wait, decide
 from scheduler.hardware import LOCAL, Runtime
+from scheduler.lease import Holder
 from scheduler.tasks import Status, Task
 
 NOW = datetime(2026, 1, 31, 12, 0, 0, tzinfo=timezone.utc)
-ME = "owner/space/100-aaaa"
-HOME = "owner/space/"
+ME = Holder("owner/space", "100-aaaa")
+PREDECESSOR = "owner/space#99-dead"
 
 
 def at(seconds: float) -> datetime:
@@ -57,8 +58,18 @@ ROWS = [
      [task("a", status=Status.RUNNING, worker="x/1", lease=-1, attempts=3, max_attempts=3)], {}, Serve),
     ("a task with a live lease held elsewhere is not runnable", CPU,
      [task("a", status=Status.RUNNING, worker="elsewhere/1", lease=300, attempts=1)], {}, Serve),
-    ("our own running claim is handed back to us", T4,
-     [task("a", status=Status.RUNNING, worker=ME, lease=300, attempts=1)], {}, RunTask("a", "t4-small")),
+    ("a run of our predecessor that may be taken back runs", T4,
+     [task("a", status=Status.RUNNING, worker=PREDECESSOR, lease=3000, attempts=1)], {"takeover": {"a"}},
+     RunTask("a", "t4-small")),
+    ("a live run under our own name but not taken back is not ours: names prove nothing", T4,
+     [task("a", status=Status.RUNNING, worker=str(ME), lease=300, attempts=1)], {}, Downgrade("")),
+    ("on a gpu our predecessor's run is waited for until it may be taken back", T4,
+     [task("a", status=Status.RUNNING, worker=PREDECESSOR, lease=3000, attempts=1)], {"takeover_after": at(45)},
+     Wait("", at(45))),
+    ("an old replica without the current flavor's accelerator runs nothing and keeps the gpu", T4,
+     [task("a")], {"replica_ready": False}, Wait("")),
+    ("tasks that run elsewhere (Jobs) run whatever the space's hardware", CPU,
+     [task("a", hardware="h200")], {"manages_hardware": False}, RunTask("a", "h200")),
     ("a task backing off on cpu is waited for", CPU, [task("a", not_before=600)], {}, Wait("", at(600))),
     ("on a gpu a task due soon on it is waited for", T4, [task("a", not_before=30)], {}, Wait("", at(30))),
     ("on a gpu a task due later than the threshold is not worth the gpu", T4,
@@ -66,7 +77,7 @@ ROWS = [
     ("on a gpu a task due soon on another flavor does not keep this one", T4,
      [task("a", hardware="a10g-small", not_before=30)], {}, Downgrade("")),
     ("on a gpu the lease of our space's previous incarnation is waited out", T4,
-     [task("a", status=Status.RUNNING, worker=HOME + "99-dead", lease=60, attempts=1)], {}, Wait("", at(60))),
+     [task("a", status=Status.RUNNING, worker=PREDECESSOR, lease=60, attempts=1)], {}, Wait("", at(60))),
     ("on a gpu a live lease of a worker elsewhere does not hold the gpu", T4,
      [task("a", status=Status.RUNNING, worker="laptop/7", lease=60, attempts=1)], {}, Downgrade("")),
     ("a flavor already requested is never requested twice", on("cpu-basic", "t4-small", "RUNNING_BUILDING"),
@@ -112,7 +123,7 @@ def _same(actual, expected) -> bool:
 
 @pytest.mark.parametrize("name,runtime,tasks,kwargs,expected", ROWS, ids=[r[0] for r in ROWS])
 def test_decide(name, runtime, tasks, kwargs, expected):
-    action = decide(runtime, tasks, NOW, worker=ME, home=HOME, policy=Policy(max_gpu_wait_s=180), **kwargs)
+    action = decide(runtime, tasks, NOW, holder=ME, policy=Policy(max_gpu_wait_s=180), **kwargs)
     assert _same(action, expected), f"{name}: got {action}"
     assert getattr(action, "reason", "x"), "every action explains itself"
 
@@ -134,7 +145,7 @@ def test_decide_never_requests_the_flavor_already_requested_whatever_the_queue()
                           max_size=6))
     def check(current, requested, stage, specs):
         tasks = [task(f"t{i}", hw, priority=p, not_before=nb) for i, (hw, p, nb) in enumerate(specs)]
-        action = decide(on(current, requested, stage), tasks, NOW, worker=ME, home=HOME)
+        action = decide(on(current, requested, stage), tasks, NOW, holder=ME)
         if isinstance(action, RequestHardware):
             assert action.flavor != requested
             assert current == requested and stage not in ("BUILDING", "RUNNING_BUILDING")

@@ -6,21 +6,18 @@ import time
 from pathlib import Path
 
 from scheduler.callbacks import read_progress, tail_log
-from scheduler.decide import Policy
-from scheduler.hardware import LocalController
-from scheduler.queue import TaskQueue
+from scheduler.settings import WorkerSettings, build_worker
 from scheduler.tasks import Status, Task
-from scheduler.worker import Worker, WorkerConfig
 
 CALLBACKS = Path(__file__).with_name("sample_callbacks.py")
-FAST = WorkerConfig(lease_s=3, poll_s=0.2, stop_grace_s=1, retry_delay_s=0, policy=Policy(max_gpu_wait_s=5))
+FAST = dict(lease_s=3, poll_s=0.2, stop_grace_s=1, retry_delay_s=0, max_gpu_wait_s=5, watch_s=0.5)
 
 
-def make_worker(tmp_path, kind="by_param", config=FAST, token=None):
-    queue = TaskQueue.open(str(tmp_path / "queue"))
-    worker = Worker(queue, LocalController(), f"{CALLBACKS}:{kind}", work_dir=tmp_path / "work",
-                    config=config, token=token)
-    return queue, worker
+def make_worker(tmp_path, kind="by_param", token=None, **overrides):
+    settings = WorkerSettings(queue=str(tmp_path / "queue"), callback=f"{CALLBACKS}:{kind}", executor="local",
+                              work_dir=str(tmp_path / "work"), token=token, **{**FAST, **overrides})
+    worker = build_worker(settings)
+    return worker.queue, worker
 
 
 def add(queue, kind="ok", **fields):
@@ -76,7 +73,7 @@ def test_a_callback_past_its_timeout_is_killed_and_failed_without_retry(tmp_path
 
 
 def test_a_cancelled_task_that_ignores_should_stop_is_killed(tmp_path):
-    queue, worker = make_worker(tmp_path, config=WorkerConfig(lease_s=1.5, poll_s=0.2, stop_grace_s=0.5))
+    queue, worker = make_worker(tmp_path, lease_s=1.5, stop_grace_s=0.5, retry_delay_s=None)
     stuck = add(queue, "stubborn", timeout_s=600)
     other = add(queue)
     thread = worker.start_thread()

@@ -9,10 +9,8 @@ from pathlib import Path
 from huggingface_hub import HfApi
 
 from scheduler.callbacks import tail_log
-from scheduler.hardware import LocalController
-from scheduler.queue import TaskQueue
+from scheduler.settings import WorkerSettings, build_worker
 from scheduler.tasks import Status, Task
-from scheduler.worker import Worker, WorkerConfig
 
 TRAIN = Path(__file__).resolve().parents[2] / "space_app" / "train.py"
 TOKEN = "hf_testtoken0123456789"
@@ -38,9 +36,10 @@ def test_the_example_callback_trains_uploads_a_model_and_can_fine_tune_it_again(
     api.create_repo("demo/reviews", repo_type="dataset")
     api.upload_file(path_or_fileobj=reviews_csv(), path_in_repo="train.csv", repo_id="demo/reviews",
                     repo_type="dataset")
-    queue = TaskQueue.open(str(tmp_path / "queue"))
-    worker = Worker(queue, LocalController(), f"{TRAIN}:train", token=TOKEN, endpoint=emulator.url,
-                    work_dir=tmp_path / "work", config=WorkerConfig(lease_s=30, poll_s=0.2))
+    worker = build_worker(WorkerSettings(queue=str(tmp_path / "queue"), callback=f"{TRAIN}:train", executor="local",
+                                         token=TOKEN, endpoint=emulator.url, work_dir=str(tmp_path / "work"),
+                                         poll_s=0.2))
+    queue = worker.queue
     first = queue.add(Task.new("demo/tiny-bow", "demo/reviews", params={"epochs": 5}))
     worker.run(until_idle=True)
     first = queue.get(first.id)
