@@ -73,12 +73,12 @@ def main() -> int:
 
     from huggingface_hub import HfApi
 
+    from scheduler import open_queue
     from scheduler.emulator import start_emulator
     from scheduler.hardware import SpaceController
-    from scheduler import open_queue
     from scheduler.queue import TaskQueue
+    from scheduler.settings import WorkerSettings, build_worker
     from scheduler.tasks import Task
-    from scheduler.worker import Worker, WorkerConfig
 
     results: dict[str, list[float]] = {"add() alone": [], "direct": [], "webhook": [], "polling": []}
     data = Path(tempfile.mkdtemp(prefix="bench-wake-"))
@@ -106,9 +106,10 @@ def main() -> int:
             api.request_space_hardware(SPACE, "cpu-basic")
             harness.wait_until(lambda: harness.settled(api, SPACE), what="the Space idle on cpu-basic")
 
-        worker = Worker(plain, SpaceController(SPACE, api=api, poll_s=0.1), f"{Path(__file__).resolve()}:noop",
-                        token=TOKEN, endpoint=hub.url, work_dir=data / "work",
-                        config=WorkerConfig(poll_s=args.poll, lease_s=60, retry_delay_s=0))
+        settings = WorkerSettings(queue=QUEUE, callback=f"{Path(__file__).resolve()}:noop", space=SPACE, token=TOKEN,
+                                  endpoint=hub.url, work_dir=str(data / "work"), poll_s=args.poll, lease_s=60,
+                                  retry_delay_s=0)
+        worker = build_worker(settings, queue=plain, controller=SpaceController(SPACE, api=api, poll_s=0.1))
         worker.start_thread()
         url, server = _serve_webhook(lambda sha: worker.wake())
         # Registered as deploy does; the emulator delivers it after each commit, as the Hub would.

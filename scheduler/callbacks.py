@@ -144,12 +144,14 @@ def write_json_atomic(path: Path, data: Any) -> None:
 
 
 def _jsonable(value: Any) -> Any:
-    item = getattr(value, "item", None)  # numpy scalars
-    if callable(item):
-        return item()
-    tolist = getattr(value, "tolist", None)
-    if callable(tolist):
-        return tolist()
+    """numpy / torch scalars and arrays as plain numbers and lists; anything else as its str()."""
+    for name in ("tolist", "item"):
+        method = getattr(value, name, None)
+        if callable(method):
+            try:
+                return method()
+            except (TypeError, ValueError, RuntimeError):
+                continue
     return str(value)
 
 

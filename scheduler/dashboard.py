@@ -41,6 +41,8 @@ class AppSettings:
     token: str | None = field(default=None, repr=False)
     work_dir: str | None = None
     worker: bool = True
+    # Worker settings the app fixes itself (a test's short polls); the Space's variables fill the rest.
+    worker_options: dict = field(default_factory=dict)
     refresh_s: float = 2.0
     started: float = field(default_factory=time.time)
 
@@ -72,7 +74,7 @@ def build_worker(settings: AppSettings, say=None):
     worker_settings = WorkerSettings.from_env(
         queue=settings.queue_url, callback=settings.callback, space=settings.space_id,
         executor=None if settings.space_id else "local", work_dir=settings.work_dir,
-        endpoint=settings.endpoint, token=settings.token)
+        endpoint=settings.endpoint, token=settings.token, **settings.worker_options)
     from .commands.worker_cmd import _say
 
     return build(worker_settings, say=say or _say)

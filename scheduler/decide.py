@@ -28,7 +28,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Collection, Iterable, Union
 
-from .hardware import ERROR_STAGES, FLAVORS, IDLE_FLAVOR, STOPPED_STAGES, Runtime, is_paid
+from .flavors import FALLBACK_SPACE_FLAVORS, ZERO_GPU
+from .hardware import ERROR_STAGES, IDLE_FLAVOR, STOPPED_STAGES, Runtime, is_paid
 from .lease import Holder, is_predecessor
 from .tasks import Status, Task
 
@@ -81,6 +82,9 @@ class GiveUp:
     retry: bool = True
 
 
+# Space flavors a task may ask for when the Hub's list is not at hand.
+TRAINABLE = frozenset(n for n in FALLBACK_SPACE_FLAVORS if n != ZERO_GPU)
+
 Action = Union[Serve, RunTask, RequestHardware, Downgrade, Wait, GiveUp]
 
 
@@ -111,12 +115,13 @@ def best(tasks: Iterable[Task]) -> Task:
 def decide(runtime: Runtime, tasks: Iterable[Task], now: datetime, *, holder: Holder | None = None,
            takeover: Collection[str] = (), takeover_after: datetime | None = None,
            switch_age_s: float | None = None, policy: Policy = Policy(), manages_hardware: bool = True,
-           replica_ready: bool = True) -> Action:
+           replica_ready: bool = True, offered: Collection[str] = TRAINABLE) -> Action:
     """The next action. `holder`: this worker (its home and boot); `takeover`: its predecessor's tasks it
     may take back now, the others at `takeover_after`; `switch_age_s`: how long the current hardware
     change has been observed; `manages_hardware`: False when tasks run elsewhere (local, Jobs);
     `replica_ready`: False when this replica does not physically have the current flavor's accelerator
-    (the old replica during a switch), which then runs nothing."""
+    (the old replica during a switch), which then runs nothing; `offered`: the Space flavors a task may
+    ask for (the Hub's list; ZeroGPU never)."""
     active = [t for t in tasks if t.status in (Status.PENDING, Status.RUNNING)]
     ready = [t for t in active if runnable(t, now, takeover)]
     later = [(when, t) for t in active if t not in ready
@@ -150,11 +155,12 @@ def decide(runtime: Runtime, tasks: Iterable[Task], now: datetime, *, holder: Ho
         return Wait(f"the Space is on {current} but this replica has no such accelerator (an old replica "
                     f"during a switch): the new one runs the tasks")
 
-    unknown = [t for t in ready if t.hardware not in FLAVORS]
+    unknown = [t for t in ready if t.hardware not in offered and t.hardware != policy.idle_flavor]
     if unknown:
         task = best(unknown)
-        return GiveUp(task.hardware, tuple(t.id for t in unknown if t.hardware == task.hardware),
-                      f"{task.hardware!r} is not a Space hardware flavor", retry=False)
+        why = ("zero-a10g (ZeroGPU) gives no GPU to a training process" if task.hardware == ZERO_GPU
+               else f"{task.hardware!r} is not a Space hardware flavor")
+        return GiveUp(task.hardware, tuple(t.id for t in unknown if t.hardware == task.hardware), why, retry=False)
 
     here = [t for t in ready if t.hardware == current]
     if here:

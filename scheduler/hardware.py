@@ -19,36 +19,16 @@ from huggingface_hub.hf_api import SpaceRuntime
 
 from . import hub
 from .errors import UserError
+from .flavors import FALLBACK_JOB_FLAVORS, FALLBACK_SPACE_FLAVORS, catalog
 from .redact import redact
 
 IDLE_FLAVOR = SpaceHardware.CPU_BASIC.value
 LOCAL = "local"
 FLAVORS: tuple[str, ...] = tuple(h.value for h in SpaceHardware)
 
-# Public list prices in USD per hour, used when the Hub's price list cannot be read.
-FALLBACK_PRICES: dict[str, float] = {
-    "cpu-basic": 0.0,
-    "cpu-upgrade": 0.03,
-    "zero-a10g": 0.0,
-    "t4-small": 0.40,
-    "t4-medium": 0.60,
-    "l4x1": 0.80,
-    "l4x4": 3.80,
-    "l40sx1": 1.80,
-    "l40sx4": 8.30,
-    "l40sx8": 23.50,
-    "a10g-small": 1.00,
-    "a10g-large": 1.50,
-    "a10g-largex2": 3.00,
-    "a10g-largex4": 5.00,
-    "a100-large": 2.50,
-    "a100x4": 10.00,
-    "a100x8": 20.00,
-    "rtx-pro-6000": 2.50,
-    "rtx-pro-6000x2": 5.00,
-    "rtx-pro-6000x4": 10.00,
-    "rtx-pro-6000x8": 20.00,
-}
+# List prices in USD per hour, used when the Hub's price list cannot be read (flavors.py's table).
+FALLBACK_PRICES: dict[str, float] = {n: f.usd_per_hour for n, f in FALLBACK_SPACE_FLAVORS.items()}
+FALLBACK_JOB_PRICES: dict[str, float] = {n: f.usd_per_hour for n, f in FALLBACK_JOB_FLAVORS.items()}
 
 # Stages during which the Space is on its way somewhere; polling continues through them.
 INTERMEDIATE_STAGES = frozenset({"BUILDING", "RUNNING_BUILDING", "APP_STARTING", "RUNNING_APP_STARTING"})
@@ -58,48 +38,14 @@ STOPPED_STAGES = frozenset({"PAUSED", "STOPPED", "DELETING"})
 # The app process is up (it may still be finishing its start) on `hardware`.
 APP_UP_STAGES = frozenset({"RUNNING", "APP_STARTING", "RUNNING_APP_STARTING"})
 
-_UNIT_PER_HOUR = {"second": 3600.0, "minute": 60.0, "hour": 1.0}
-
-
-# Job flavors that are not Space flavors, at their list prices (USD per hour), for when the Hub's
-# list cannot be read. ZeroGPU is no Job flavor (hub-facts §11).
-FALLBACK_JOB_PRICES: dict[str, float] = {
-    **{k: v for k, v in FALLBACK_PRICES.items() if k != "zero-a10g"},
-    "cpu-performance": 0.19,
-    "cpu-xl": 0.54,
-    "h200": 5.00,
-    "h200x2": 10.00,
-    "h200x4": 20.00,
-    "h200x8": 40.00,
-}
-
-
 def hourly_prices(api: HfApi | None = None) -> dict[str, float]:
     """USD per hour by Space flavor, from the Hub's list when it answers, else the fallback table."""
-    return _prices(api, "list_spaces_hardware", FALLBACK_PRICES)
+    return catalog(api, "spaces").prices()
 
 
 def job_prices(api: HfApi | None = None) -> dict[str, float]:
     """USD per hour by Job flavor, from the Hub's list when it answers, else the fallback table."""
-    return _prices(api, "list_jobs_hardware", FALLBACK_JOB_PRICES)
-
-
-def _prices(api: HfApi | None, method: str, fallback: dict[str, float]) -> dict[str, float]:
-    prices = dict(fallback)
-    if api is None:
-        return prices
-    hub.ensure_http_timeout()
-    try:
-        listed = hub.with_retries(getattr(api, method), method.replace("_", " "), deadline_s=20)
-    except Exception:
-        return prices  # prices only feed estimates; a missing list must never stop a worker
-    for info in listed:
-        per_unit = getattr(info, "unit_cost_usd", None)
-        factor = _UNIT_PER_HOUR.get(str(getattr(info, "unit_label", "minute")).lower())
-        if per_unit is None or factor is None:
-            continue
-        prices[info.name] = round(float(per_unit) * factor, 6)
-    return prices
+    return catalog(api, "jobs").prices()
 
 
 def is_paid(flavor: str | None, idle: str = IDLE_FLAVOR) -> bool:
@@ -155,7 +101,7 @@ class SpaceController:
 
     def __init__(self, space_id: str, *, api: HfApi | None = None, token: str | None = None,
                  endpoint: str | None = None, idle_flavor: str = IDLE_FLAVOR, poll_s: float = 2.0,
-                 sleep: Callable[[float], None] = time.sleep):
+                 sleep: Callable[[float], None] = time.sleep, retry_deadline_s: float = 120.0):
         from . import validation
 
         # Checked here, not left to the client: its refusal is an HFValidationError with a traceback.
@@ -165,6 +111,7 @@ class SpaceController:
         self.api = api or HfApi(token=token, endpoint=endpoint)
         self.idle_flavor = idle_flavor
         self.poll_s = poll_s
+        self.retry_deadline_s = retry_deadline_s  # how long one runtime read retries transient failures
         self._sleep = sleep
         self._prices: dict[str, float] | None = None
         self._lock = threading.Lock()
@@ -190,7 +137,8 @@ class SpaceController:
         return self.prices().get(flavor or "", 0.0)
 
     def runtime(self) -> Runtime:
-        raw = hub.with_retries(lambda: self.api.get_space_runtime(self.space_id), f"read {self.space_id} runtime")
+        raw = hub.with_retries(lambda: self.api.get_space_runtime(self.space_id), f"read {self.space_id} runtime",
+                               deadline_s=self.retry_deadline_s)
         return Runtime.from_space_runtime(raw)
 
     def request(self, flavor: str, sleep_time: int | None = None) -> Runtime:

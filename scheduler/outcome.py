@@ -28,7 +28,8 @@ class StopReason(str, Enum):
 
     CANCELLED = "cancelled"
     TIMED_OUT = "timed out"
-    LEASE_LOST = "lease lost"
+    LEASE_LOST = "lease lost"  # someone else holds the task now: nothing of the run is recorded
+    LEASE_EXPIRED = "lease not renewed in time"  # stopped before anyone could take it over
     WORKER_STOPPED = "worker stopped"
     WRONG_HARDWARE = "wrong hardware"
 
@@ -135,8 +136,9 @@ def decide_outcome(task: Task, lease_id: str, run: RunResult, stop: StopReason |
     """The outcome of one run of `task` (claimed under `lease_id`).
 
     - stopped by a cancel: usage and log only; by a lost lease: nothing (someone else holds the task);
-    - stopped because the worker is stopping, or because this replica is not on the task's hardware:
-      back to PENDING at once (not the task's fault);
+    - stopped because the worker is stopping, this replica is not on the task's hardware, or the lease
+      could not be renewed in time: back to PENDING at once (not the task's fault; if someone took
+      the task over meanwhile, the queue refuses this record as stale);
     - timed out: FAILED without retry (it would most likely time out again, a whole timeout of GPU each);
     - the callback failed: PENDING after a backoff while attempts remain, unless it would repeat;
     - the callback returned: DONE with its result made storable; a result over the limit fails the task.
@@ -146,9 +148,11 @@ def decide_outcome(task: Task, lease_id: str, run: RunResult, stop: StopReason |
     base = dict(task_id=task.id, lease_id=lease_id, gpu_seconds=round(seconds, 3), cost_usd=round(cost_usd, 6))
     if stop in (StopReason.CANCELLED, StopReason.LEASE_LOST):
         return Outcome(status=None, stop=stop, log=tail(log), **base)
-    if stop in (StopReason.WORKER_STOPPED, StopReason.WRONG_HARDWARE):
-        why = ("interrupted: the worker was stopped" if stop is StopReason.WORKER_STOPPED
-               else "interrupted: this machine is not on the task's hardware") + (f" ({detail})" if detail else "")
+    if stop in (StopReason.WORKER_STOPPED, StopReason.WRONG_HARDWARE, StopReason.LEASE_EXPIRED):
+        why = {StopReason.WORKER_STOPPED: "interrupted: the worker was stopped",
+               StopReason.WRONG_HARDWARE: "interrupted: this machine is not on the task's hardware",
+               StopReason.LEASE_EXPIRED: "interrupted: its lease could not be renewed in time"}[stop]
+        why += f" ({detail})" if detail else ""
         return Outcome(status=Status.PENDING, error=clip(why, ERROR_LIMIT_CHARS), retry_delay_s=0.0,
                        stop=stop, log=tail(log), **base)
     if stop is StopReason.TIMED_OUT:

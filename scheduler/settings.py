@@ -33,7 +33,9 @@ class WorkerSettings:
       commits: its lease covers each task's timeout plus a margin (lease.SPACE_LEASE_MARGIN_S). Any
       other worker renews every `heartbeat_s` (600 by default) and its lease outlives a commit-quota
       window (lease.heartbeat_lease_s).
-    - `watch_s`: how often a running task's row is checked for a cancel (one cheap read of the head).
+    - `watch_s`: how often a running task's row is checked for a cancel (one cheap read of the head);
+      with `stop_grace_s` (how long a stopped callback may take before it is killed), a cancel ends
+      a run within 10 s by default.
     - `takeover_grace_s`: after a restart of its Space, how long a worker lets its predecessor's runs
       stop by themselves (the old replica may still run for a moment) before taking their tasks back.
     """
@@ -49,7 +51,7 @@ class WorkerSettings:
     watch_s: float = 5.0
     lease_s: float | None = None
     heartbeat_s: float | None = None
-    stop_grace_s: float = 10.0
+    stop_grace_s: float = 5.0
     max_timeout_s: float = 6 * 3600.0
     retry_delay_s: float | None = None
     sleep_time_s: int = 3600

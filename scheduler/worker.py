@@ -38,6 +38,7 @@ from .callbacks import TaskFiles, TaskLog, read_progress, tail_log, write_json_a
 from .decide import Action, Downgrade, GiveUp, Policy, RequestHardware, RunTask, Serve, Wait
 from .errors import LeaseLost, SchedulerError, UserError
 from .executors import Executor, Run
+from .flavors import Accelerators, Catalog, catalog, probe_accelerators
 from .hardware import ERROR_STAGES, Runtime, is_paid
 from .hub import RETRY_STATUSES, describe, status_of
 from .journal import Journal
@@ -109,6 +110,7 @@ class Worker(BackgroundLoop):
         self._started = False
         self._active = threading.Event()  # run() is going: the watchers stay up between runs
         self._home_lock: FileLock | None = None
+        self._accelerators: Accelerators | None = None  # this machine's GPUs, read once
         self._watchers: list[threading.Thread] = []
         queue.on_wait = self._waiting
         self._init_loop({"worker": self.id, "space": space, "executor": executor.name, "state": "starting",
@@ -211,7 +213,8 @@ class Worker(BackgroundLoop):
             self._startup()
         if self.journal.pending() and not self.runs:
             self._settle(None)
-        runtime = self.controller.runtime()
+        # Tasks that run elsewhere need nothing of the Space's runtime (one API request saved per poll).
+        runtime = self.controller.runtime() if self.manages_hardware or self.controller.local else _ELSEWHERE
         tasks = self.queue.list(ACTIVE_STATUSES)
         now = self.queue.clock()
         action = self._forced
@@ -221,7 +224,8 @@ class Worker(BackgroundLoop):
             action = rules.decide(runtime, tasks, now, holder=self.holder, takeover=takeover,
                                   takeover_after=takeover_after, switch_age_s=self._switch_age(runtime),
                                   policy=self.policy, manages_hardware=self.manages_hardware,
-                                  replica_ready=self._replica_ready(runtime))
+                                  replica_ready=self._replica_ready(runtime),
+                                  offered=self._offered() if self.manages_hardware else ())
         self._set(action=type(action).__name__, reason=action.reason, decided_at=format_time(now),
                   runtime=runtime.to_dict(), state=_STATE[type(action)], waiting=None)
         self._say(f"{type(action).__name__}: {action.reason}")
@@ -393,7 +397,7 @@ class Worker(BackgroundLoop):
             elif now > active.deadline:
                 reason = StopReason.TIMED_OUT
             elif now > active.lease_deadline:
-                reason = StopReason.LEASE_LOST  # not renewed in time: someone may take the task over
+                reason = StopReason.LEASE_EXPIRED  # not renewed in time: someone may take the task over
             if reason is not None:
                 self._request_stop(active, reason)
         elif not active.killed:
@@ -555,7 +559,19 @@ class Worker(BackgroundLoop):
     # ------------------------------------------------------------ hardware
 
     def _replica_ready(self, runtime: Runtime) -> bool:
-        return True
+        """Inside its own Space, a replica runs a flavor's tasks only on that flavor's GPUs: during a
+        switch the old replica reads the new `hardware.current` but has no such GPU (hub-facts §11)."""
+        if not (self.inside_space and self.manages_hardware and is_paid(runtime.hardware, self.policy.idle_flavor)):
+            return True
+        if self._accelerators is None:
+            self._accelerators = probe_accelerators()
+        return self._accelerators.can_run(self._space_flavors().flavors.get(runtime.hardware or ""))
+
+    def _offered(self) -> frozenset[str]:
+        return frozenset(self._space_flavors().trainable())
+
+    def _space_flavors(self) -> Catalog:
+        return catalog(getattr(self.controller, "api", None), "spaces")
 
     def _sleep_time(self, flavor: str, tasks: list[Task]) -> int:
         cap = self.settings.max_timeout_s
@@ -628,7 +644,12 @@ class Worker(BackgroundLoop):
         from the `space` executor goes."""
         if self.manages_hardware or self.controller.local or getattr(self.controller, "space_id", None) is None:
             return
-        runtime = self.controller.runtime()
+        try:
+            runtime = self.controller.runtime()
+        except HfHubHTTPError as exc:
+            if status_of(exc) == 404:
+                return  # Jobs run from an image; the Space need not exist
+            raise
         if is_paid(runtime.requested_hardware or runtime.hardware, self.controller.idle_flavor):
             self.controller.downgrade()
 
@@ -747,5 +768,6 @@ def _describe_outcome(outcome: Outcome) -> str:
     return f"{word}: {outcome.error}"
 
 
+_ELSEWHERE = Runtime(stage="RUNNING", hardware=None, requested_hardware=None)
 _STATE = {Serve: "serving", RunTask: "running", RequestHardware: "switching", Downgrade: "switching",
           Wait: "waiting", GiveUp: "giving up"}

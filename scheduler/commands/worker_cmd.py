@@ -24,7 +24,7 @@ _FLAGS: dict[str, tuple[str, type, str]] = {
     "--request-deadline": ("request_deadline_s", float, "give up a hardware request not fulfilled after this "
                                                         "many seconds (default 900)"),
     "--retry-delay": ("retry_delay_s", float, "seconds before a failed task is retried (default: backoff)"),
-    "--stop-grace": ("stop_grace_s", float, "seconds a stopped callback gets before it is killed (default 10)"),
+    "--stop-grace": ("stop_grace_s", float, "seconds a stopped callback gets before it is killed (default 5)"),
     "--max-timeout": ("max_timeout_s", float, "cap on every task's timeout_s (default 21600)"),
     "--crash-loop-boots": ("crash_loop_boots", int, "boots on paid hardware without progress before giving up "
                                                     "(default 3)"),

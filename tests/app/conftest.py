@@ -50,7 +50,7 @@ def start_app(tmp_path):
               token: str | None = None, webhook_secret: str | None = None) -> RunningApp:
         settings = AppSettings(queue_url=str(tmp_path / "queue"), callback=f"{CALLBACKS}:{callback}", token=token,
                                work_dir=str(tmp_path / "work"), worker=worker,
-                               worker_args=("--poll", "0.2", "--lease", "30", "--stop-grace", "1"))
+                               worker_options=dict(poll_s=0.2, lease_s=30, stop_grace_s=1, watch_s=0.5))
         app = module.SchedulerApp(settings, Access.from_env(env or {}))
         blocks = app.build()
         app.start_worker(signals=False)

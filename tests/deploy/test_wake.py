@@ -7,6 +7,7 @@ import json
 import pytest
 
 from scheduler.errors import UserError
+from scheduler import open_queue as open_waking_queue
 from scheduler.queue import TaskQueue
 from scheduler.tasks import Task
 from scheduler.wake import WebhookHandler, mount_webhook
@@ -24,7 +25,7 @@ def space(hf_api, emulator):
 
 
 def open_queue(emulator, **kw) -> TaskQueue:
-    queue = TaskQueue.open(QUEUE, token=TEST_TOKEN, endpoint=emulator.url, **kw)
+    queue = open_waking_queue(QUEUE, token=TEST_TOKEN, endpoint=emulator.url, **kw)
     queue.init()
     return queue
 

@@ -8,8 +8,7 @@ import pytest
 
 from scheduler.commands import worker_cmd
 from scheduler.errors import UserError
-from scheduler.executors import JobsWorker
-from scheduler.worker import Worker
+from scheduler.executors import JobsExecutor, ProcessExecutor
 
 
 def _build(tmp_path, *extra, where=("--space", "demo/scheduler")):
@@ -22,12 +21,13 @@ def _build(tmp_path, *extra, where=("--space", "demo/scheduler")):
 
 def test_the_space_executor_is_the_default_and_jobs_is_one_flag_or_variable_away(tmp_path, monkeypatch):
     monkeypatch.delenv("SCHEDULER_EXECUTOR", raising=False)
-    assert isinstance(_build(tmp_path), Worker)
-    assert isinstance(_build(tmp_path, where=("--hardware", "local")), Worker)
+    assert isinstance(_build(tmp_path).executor, ProcessExecutor)
+    local = _build(tmp_path, where=("--hardware", "local"))
+    assert local.executor.name == "local" and not local.manages_hardware
     jobs = _build(tmp_path, "--executor", "jobs", "--max-concurrent-jobs", "5")
-    assert isinstance(jobs, JobsWorker) and jobs.config.max_concurrent_jobs == 5
+    assert isinstance(jobs.executor, JobsExecutor) and jobs.executor.capacity == 5
     monkeypatch.setenv("SCHEDULER_EXECUTOR", "jobs")
-    assert isinstance(_build(tmp_path), JobsWorker)
+    assert isinstance(_build(tmp_path).executor, JobsExecutor)
     with pytest.raises(UserError, match="at least 1"):
         _build(tmp_path, "--max-concurrent-jobs", "0")
 

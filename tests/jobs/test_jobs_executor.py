@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from scheduler.executors import JobsConfig, JobsWorker, make_worker
+from scheduler.executors import JobsExecutor, ProcessExecutor
 from scheduler.hardware import SpaceController
 from scheduler.queue import TaskQueue
+from scheduler.settings import WorkerSettings, build_worker
 from scheduler.tasks import Status, Task
-from scheduler.worker import Worker
 
 from ..conftest import TEST_TOKEN
 
@@ -23,9 +23,15 @@ SPACE = "demo/scheduler"
 QUEUE = "hf://datasets/demo/queue"
 
 
-def jobs_config(**kw) -> JobsConfig:
-    # The emulator runs the Job's command here, so the package comes from this checkout.
-    return JobsConfig(env={"PYTHONPATH": str(ROOT)}, poll_s=0.2, idle_poll_s=0.2, **kw)
+def jobs_worker(emulator, queue, callback: str, work_dir: Path, **settings):
+    """A worker with the jobs executor for SPACE (the emulator runs each Job's command on this machine)."""
+    from huggingface_hub import HfApi
+
+    options = dict(poll_s=0.2, jobs_poll_s=0.2, watch_s=0.5, **settings)
+    return build_worker(WorkerSettings(queue="-", callback=f"{CALLBACKS}:{callback}", executor="jobs", space=SPACE,
+                                       token=TEST_TOKEN, endpoint=emulator.url, work_dir=str(work_dir), **options),
+                        queue=queue, controller=SpaceController(SPACE, api=HfApi(endpoint=emulator.url,
+                                                                                  token=TEST_TOKEN)))
 
 
 def open_queue(emulator) -> TaskQueue:
@@ -56,9 +62,7 @@ def test_six_tasks_with_three_concurrent_jobs_take_about_two_job_lengths_and_the
     hf_api.create_repo(SPACE, repo_type="space", space_sdk="gradio")
     queue = open_queue(emulator)
     tasks = queue.add_many(new_tasks(6, sleep=3))
-    worker = JobsWorker(queue, f"{CALLBACKS}:sleepy", token=TEST_TOKEN, endpoint=emulator.url,
-                        controller=SpaceController(SPACE, api=hf_api), config=jobs_config(max_concurrent_jobs=3),
-                        work_dir=tmp_path / "work")
+    worker = jobs_worker(emulator, queue, "sleepy", tmp_path / "work", max_concurrent_jobs=3)
     start = time.monotonic()
     worker.run(until_idle=True)
     wall = time.monotonic() - start
@@ -86,8 +90,7 @@ def test_six_tasks_with_three_concurrent_jobs_take_about_two_job_lengths_and_the
 def test_a_failing_callback_fails_its_task_with_the_jobs_error_and_is_retried_as_a_new_job(emulator, tmp_path):
     queue = open_queue(emulator)
     task = queue.add(Task.new("demo/model", "demo/data", "a10g-small", max_attempts=2))
-    worker = JobsWorker(queue, f"{CALLBACKS}:boom", token=TEST_TOKEN, endpoint=emulator.url, space_id=SPACE,
-                        config=jobs_config(retry_delay_s=0.0), work_dir=tmp_path / "work")
+    worker = jobs_worker(emulator, queue, "boom", tmp_path / "work", retry_delay_s=0.0)
     worker.run(until_idle=True)
     failed = queue.get(task.id)
     assert failed.status is Status.FAILED and failed.attempts == 2
@@ -95,11 +98,11 @@ def test_a_failing_callback_fails_its_task_with_the_jobs_error_and_is_retried_as
     assert len(emulated_jobs(emulator)) == 2
 
 
-def test_cancelling_a_task_cancels_its_job(emulator, tmp_path):
+def test_cancelling_a_task_cancels_its_job(emulator, hf_api, tmp_path):
+    hf_api.create_repo(SPACE, repo_type="space", space_sdk="gradio")
     queue = open_queue(emulator)
     task = queue.add_many(new_tasks(1, sleep=60))[0]
-    worker = JobsWorker(queue, f"{CALLBACKS}:sleepy", token=TEST_TOKEN, endpoint=emulator.url, space_id=SPACE,
-                        config=jobs_config(lease_s=1.5), work_dir=tmp_path / "work")
+    worker = jobs_worker(emulator, queue, "sleepy", tmp_path / "work")
     thread = worker.start_thread()
     deadline = time.monotonic() + 30
     while not any(j["status"]["stage"] == "RUNNING" for j in emulated_jobs(emulator)):
@@ -115,11 +118,11 @@ def test_cancelling_a_task_cancels_its_job(emulator, tmp_path):
     assert queue.get(task.id).status is Status.CANCELLED
 
 
-def test_three_workers_on_one_queue_run_thirty_tasks_each_exactly_once(emulator, tmp_path):
+def test_three_workers_on_one_queue_run_thirty_tasks_each_exactly_once(emulator, hf_api, tmp_path):
+    hf_api.create_repo(SPACE, repo_type="space", space_sdk="gradio")
     open_queue(emulator).add_many(new_tasks(30, hardware="cpu-basic"))
-    workers = [JobsWorker(open_queue(emulator), f"{CALLBACKS}:sleepy", token=TEST_TOKEN, endpoint=emulator.url,
-                          space_id=SPACE, config=jobs_config(max_concurrent_jobs=2), work_dir=tmp_path / f"w{i}",
-                          name=f"worker-{i}") for i in range(3)]
+    workers = [jobs_worker(emulator, open_queue(emulator), "sleepy", tmp_path / f"w{i}", max_concurrent_jobs=2)
+               for i in range(3)]
     threads = [threading.Thread(target=w.run, kwargs={"until_idle": True}) for w in workers]
     for t in threads:
         t.start()
@@ -133,14 +136,20 @@ def test_three_workers_on_one_queue_run_thirty_tasks_each_exactly_once(emulator,
     assert len({t.worker for t in tasks}) > 1
 
 
-def test_the_executor_is_chosen_by_name_and_space_stays_the_default(emulator, hf_api, monkeypatch):
+def test_the_executor_is_chosen_by_name_and_space_stays_the_default(emulator, hf_api, monkeypatch, tmp_path):
     queue = open_queue(emulator)
     hf_api.create_repo(SPACE, repo_type="space", space_sdk="gradio")
     controller = SpaceController(SPACE, api=hf_api)
     monkeypatch.delenv("SCHEDULER_EXECUTOR", raising=False)
-    assert isinstance(make_worker(queue, controller, "x.py:f"), Worker)
+
+    def build(**kw):
+        settings = WorkerSettings.from_env(queue="-", callback="x.py:f", space=SPACE, work_dir=str(tmp_path), **kw)
+        return build_worker(settings, queue=queue, controller=controller)
+
+    space = build()
+    assert isinstance(space.executor, ProcessExecutor) and space.executor.manages_hardware
     monkeypatch.setenv("SCHEDULER_EXECUTOR", "jobs")
-    jobs = make_worker(queue, controller, "x.py:f", token=TEST_TOKEN)
-    assert isinstance(jobs, JobsWorker) and jobs.image == f"hf.co/spaces/{SPACE}" and jobs.namespace == "demo"
+    jobs = build(token=TEST_TOKEN).executor
+    assert isinstance(jobs, JobsExecutor) and jobs.image == f"hf.co/spaces/{SPACE}" and jobs.namespace == "demo"
     with pytest.raises(ValueError, match="executor"):
-        make_worker(queue, controller, "x.py:f", executor="gpu")
+        build(executor="gpu")

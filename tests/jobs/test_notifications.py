@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from scheduler.executors import JobsConfig, JobsWorker
-from scheduler.hardware import LocalController
+from scheduler.hardware import SpaceController
 from scheduler.notify import DiscussionNotifier, from_env
 from scheduler.queue import TaskQueue
+from scheduler.settings import WorkerSettings, build_worker
 from scheduler.tasks import Status, Task
-from scheduler.worker import Worker, WorkerConfig
 
 from ..conftest import TEST_TOKEN
 
@@ -24,11 +23,15 @@ def open_queue(emulator) -> TaskQueue:
     return queue
 
 
-def jobs_worker(emulator, queue, callback, notifier, tmp_path) -> JobsWorker:
-    return JobsWorker(queue, f"{CALLBACKS}:{callback}", token=TEST_TOKEN, endpoint=emulator.url, space_id=SPACE,
-                      config=JobsConfig(env={"PYTHONPATH": str(ROOT)}, poll_s=0.2, idle_poll_s=0.2,
-                                        retry_delay_s=0.0),
-                      work_dir=tmp_path / "work", on_finish=notifier)
+def worker(emulator, queue, callback, notifier, tmp_path, executor="jobs"):
+    from huggingface_hub import HfApi
+
+    settings = WorkerSettings(queue="-", callback=f"{CALLBACKS}:{callback}", executor=executor, space=SPACE,
+                              token=TEST_TOKEN, endpoint=emulator.url, work_dir=str(tmp_path / "work"),
+                              poll_s=0.2, jobs_poll_s=0.2, retry_delay_s=0.0)
+    controller = SpaceController(SPACE, api=HfApi(endpoint=emulator.url, token=TEST_TOKEN))
+    return build_worker(settings, queue=queue, controller=None if executor == "local" else controller,
+                        on_finish=notifier)
 
 
 def test_a_done_task_opens_a_discussion_on_its_output_model_and_a_failed_one_on_the_space(emulator, hf_api,
@@ -38,9 +41,9 @@ def test_a_done_task_opens_a_discussion_on_its_output_model_and_a_failed_one_on_
     queue = open_queue(emulator)
     done = queue.add(Task.new("demo/model", "demo/data", "t4-small", params={"repo_id": "demo/finetuned"}))
     notifier = DiscussionNotifier(hf_api, space_id=SPACE)
-    jobs_worker(emulator, queue, "publishes", notifier, tmp_path).run(until_idle=True)
+    worker(emulator, queue, "publishes", notifier, tmp_path).run(until_idle=True)
     failed = queue.add(Task.new("demo/model", "demo/data", "t4-small", max_attempts=1))
-    jobs_worker(emulator, queue, "boom", notifier, tmp_path).run(until_idle=True)
+    worker(emulator, queue, "boom", notifier, tmp_path).run(until_idle=True)
 
     on_model = hf_api.get_discussion_details("demo/finetuned", 1)
     assert on_model.title == f"Task {done.id} DONE: demo/model on demo/data"
@@ -54,12 +57,11 @@ def test_a_done_task_opens_a_discussion_on_its_output_model_and_a_failed_one_on_
 def test_a_notification_that_cannot_be_delivered_leaves_the_task_done(emulator, hf_api, tmp_path):
     queue = open_queue(emulator)
     task = queue.add(Task.new("demo/model", "demo/data", "t4-small", params={"repo_id": "demo/never-created"}))
-    worker = Worker(queue, LocalController(), f"{CALLBACKS}:publishes", token=TEST_TOKEN, endpoint=emulator.url,
-                    work_dir=tmp_path / "work", config=WorkerConfig(poll_s=0.1),
-                    on_finish=DiscussionNotifier(hf_api, space_id=SPACE))
-    worker.run(until_idle=True)
+    local = worker(emulator, queue, "publishes", DiscussionNotifier(hf_api, space_id=SPACE), tmp_path,
+                   executor="local")
+    local.run(until_idle=True)
     assert queue.get(task.id).status is Status.DONE
-    assert "on_finish" in worker.status()["last_error"]
+    assert "on_finish" in local.status()["last_error"]
 
 
 def test_notifications_are_off_unless_scheduler_notify_names_a_target(hf_api, monkeypatch):

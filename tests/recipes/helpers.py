@@ -4,6 +4,7 @@ pointed at a per-test emulator from inside the test process)."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -48,7 +49,7 @@ def finish(process: CallbackProcess, timeout: float = TIMEOUT) -> dict:
     if not process.wait(timeout):
         process.kill()
         raise AssertionError(f"the recipe did not finish in {timeout} s; log:\n{log_text(process)}")
-    outcome = process.finish()
+    outcome = dataclasses.asdict(process.finish())
     outcome["log"] = log_text(process)
     return outcome
 

@@ -114,7 +114,7 @@ def test_sigkilled_run_resumes_from_its_checkpoint(seeded_hub, tmp_path, monkeyp
         first.kill()  # SIGKILL: no chance to clean up or push
     finally:
         killed = first.finish()
-    assert not killed["ok"] and "SIGKILL" in killed["error"], killed
+    assert not killed.ok and "SIGKILL" in killed.error, killed
     assert last_complete_checkpoint(checkpoints)[1] == 20
     assert not api.repo_exists(f"demo/tiny-bert-sentiment-{task.id}")
 

@@ -50,7 +50,8 @@ def test_a_worker_run_whose_callback_prints_and_raises_the_token_leaves_it_nowhe
     run("add", "acme/model", "acme/data", "--hardware", "cpu-upgrade", "--param", "ok=true", "--queue", URL)
     work = tmp_path / "work"
     run("worker", "--hardware", "local", "--until-idle", "--queue", URL, "--callback", f"{ACTORS}:leaky",
-        "--work-dir", str(work), "--poll", "0.2", "--retry-delay", "0", "--stop-grace", "1")
+        "--work-dir", str(work), "--poll", "0.2", "--retry-delay", "0", "--stop-grace", "1",
+        ok=False)  # exit 1: a task failed (by design: its callback raises)
     listing = run("list", "--json", "--queue", URL)
     for line in listing.splitlines():
         if line.startswith("{"):
