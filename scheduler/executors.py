@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +35,7 @@ from .redact import redact, register_secret
 from .tasks import COLUMNS, Task
 
 ENV_TASK = "SCHEDULER_TASK"
+ENV_STOP_GRACE = "SCHEDULER_STOP_GRACE_S"
 RESULT_MARK = "SCHEDULER_RESULT "
 _JOB_BANNER = "===== Job started"
 TASK_LABEL = "space-scheduler-task"
@@ -142,6 +145,7 @@ class JobsOptions:
     secrets: dict[str, str] = field(default_factory=dict)
     poll_s: float = 10.0
     logs_every_s: float = 30.0
+    stop_grace_s: float = 5.0  # inside the Job: how long a cancelled callback gets to return
 
 
 class JobRun:
@@ -270,7 +274,7 @@ class JobsExecutor:
         log = self._log(task)
         limit = int(min(float(task.timeout_s), self.max_timeout_s))
         env = {**self.options.env, ENV_TASK: json.dumps(dict(zip(COLUMNS, task.to_cells()))),
-               "SCHEDULER_CALLBACK": self.callback}
+               "SCHEDULER_CALLBACK": self.callback, ENV_STOP_GRACE: str(self.options.stop_grace_s)}
         secrets = {**self.options.secrets}
         if self.token:
             secrets["HF_TOKEN"] = self.token
@@ -329,18 +333,38 @@ def _label_value(value: str) -> str:
 
 def run_task_in_job() -> int:
     """The Job's entry point: run the callback on the task from the environment, print the outcome.
-    Everything printed is redacted: the Hub keeps a Job's log and shows it to its owner's org."""
+    Everything printed is redacted: the Hub keeps a Job's log and shows it to its owner's org.
+
+    A cancelled Job receives SIGTERM: `ctx.should_stop()` turns True and the callback has
+    `$SCHEDULER_STOP_GRACE_S` seconds to return before the Job ends itself."""
     task = Task.from_cells(json.loads(os.environ[ENV_TASK]))
     register_secret(os.environ.get("HF_TOKEN"))
     work_dir = Path(os.environ.get("SCHEDULER_WORK_DIR") or tempfile.mkdtemp(prefix="space-scheduler-job-"))
     files = TaskFiles(work_dir, task.id)
+    stopping = threading.Event()
+    grace = float(os.environ.get(ENV_STOP_GRACE) or 5.0)
 
     def emit(line: str) -> None:
         print(redact(line.rstrip("\n")), flush=True)
 
+    def report(outcome: dict[str, Any]) -> None:
+        print(RESULT_MARK + redact(json.dumps(outcome, ensure_ascii=False, allow_nan=False)), flush=True)
+
+    def on_term(signum, frame) -> None:
+        stopping.set()
+
+        def give_up() -> None:
+            time.sleep(grace)
+            emit(f"the callback did not return within {grace:g}s of the cancel")
+            report({"error": "stopped: the Job was cancelled", "retry": False})
+            os._exit(143)
+
+        threading.Thread(target=give_up, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, on_term)
     try:
         callback = load_callback(os.environ["SCHEDULER_CALLBACK"])
-        ctx = RunContext(task, files, emit=emit, should_stop=lambda: False,
+        ctx = RunContext(task, files, emit=emit, should_stop=stopping.is_set,
                          token=os.environ.get("HF_TOKEN") or None, endpoint=os.environ.get("HF_ENDPOINT"))
         result = callback(task, ctx)
         if result is not None and not isinstance(result, dict):
@@ -353,7 +377,7 @@ def run_task_in_job() -> int:
         outcome = {"error": describe_exception(exc), "retry": classify_exception(exc)}
         emit(outcome["error"])
         code = 1
-    print(RESULT_MARK + redact(json.dumps(outcome, ensure_ascii=False, allow_nan=False)), flush=True)
+    report(outcome)
     return code
 
 

@@ -48,7 +48,7 @@ class WorkerSettings:
     endpoint: str | None = None
     work_dir: str | None = None
     poll_s: float = 15.0
-    watch_s: float = 5.0
+    watch_s: float = 3.0
     lease_s: float | None = None
     heartbeat_s: float | None = None
     stop_grace_s: float = 5.0
@@ -167,7 +167,7 @@ def build_worker(settings: WorkerSettings, *, say: Callable[[str], None] | None 
         executor = JobsExecutor(api, callback, home=home, image=image, namespace=namespace, token=settings.token,
                                 max_timeout_s=settings.max_timeout_s, work_dir=work_dir,
                                 options=JobsOptions(max_concurrent_jobs=settings.max_concurrent_jobs,
-                                                    poll_s=settings.jobs_poll_s))
+                                                    poll_s=settings.jobs_poll_s, stop_grace_s=settings.stop_grace_s))
     else:
         executor = ProcessExecutor(settings.executor, callback, work_dir, token=settings.token,
                                    endpoint=settings.endpoint, prices=space_prices,

@@ -51,6 +51,10 @@ from .settings import WorkerSettings
 from .tasks import ACTIVE_STATUSES, Status, Task, format_time
 
 TICK_S = 0.2
+# The Space secret that carries unrecorded outcomes across a restart the commit quota forced.
+SPILL_SECRET = "SCHEDULER_PENDING_OUTCOMES"
+# Added to the work planned on paid hardware when its sleep time is set: a boot, a slow record.
+SLEEP_MARGIN_S = 600
 
 
 @dataclass
@@ -111,6 +115,8 @@ class Worker(BackgroundLoop):
         self._active = threading.Event()  # run() is going: the watchers stay up between runs
         self._home_lock: FileLock | None = None
         self._accelerators: Accelerators | None = None  # this machine's GPUs, read once
+        self._sleep_time_set: int | None = None  # the sleep time this worker last set
+        self._spilled = False  # outcomes came from the Space secret SPILL_SECRET
         self._watchers: list[threading.Thread] = []
         queue.on_wait = self._waiting
         self._init_loop({"worker": self.id, "space": space, "executor": executor.name, "state": "starting",
@@ -167,6 +173,52 @@ class Worker(BackgroundLoop):
         line = f"waiting for {what} until {until:%H:%M:%S} UTC"
         self._set(waiting={"what": redact(what), "until": format_time(until)})
         self._say(line)
+        self._spill_and_release()
+
+    def _spill_and_release(self) -> None:
+        """While the commit quota keeps outcomes from being recorded, paid hardware with nothing to run
+        is given back (a hardware request is no commit). Inside its own Space the restart that follows
+        would lose the journal with the disk, so the unrecorded outcomes go first into a Space secret,
+        which the next boot finds in its environment and records (secrets survive restarts; they are not
+        commits, and they cannot be read back through the API)."""
+        if not (self.manages_hardware and not self.runs and self.journal.pending() and not self._stop.is_set()
+                and self._handing_over != self.policy.idle_flavor):
+            return
+        try:
+            runtime = self.controller.runtime()
+            if not is_paid(runtime.requested_hardware or runtime.hardware, self.policy.idle_flavor):
+                return
+            if self.inside_space:
+                spilled = [dict(o.to_json(), log=o.log[-500:]) for o in self.journal.pending() if o.recordable]
+                self.controller.api.add_space_secret(self.controller.space_id, SPILL_SECRET, json.dumps(spilled))
+                self._say(f"{len(spilled)} unrecorded outcome(s) kept in the Space secret {SPILL_SECRET}")
+            self._handing_over = self.policy.idle_flavor
+            self.controller.downgrade()
+            self._say(f"released {runtime.hardware} while waiting for the commit quota")
+        except Exception as exc:
+            self._set(last_error=redact(f"could not release the hardware while waiting: {describe(exc)}"))
+
+    def _unspill(self) -> None:
+        """Outcomes a predecessor kept in the Space secret: into this boot's journal."""
+        raw = os.environ.get(SPILL_SECRET)
+        if not raw or not self.inside_space:
+            return
+        try:
+            for item in json.loads(raw):
+                self.journal.put(Outcome.from_json(item))
+        except (ValueError, KeyError, TypeError) as exc:
+            self._set(last_error=redact(f"could not read {SPILL_SECRET}: {exc}"))
+        self._spilled = True
+
+    def _forget_spill(self) -> None:
+        if not self._spilled or self.journal.pending():
+            return
+        try:
+            # Deleting it restarts the Space, which is idle now: nothing is lost.
+            self.controller.api.delete_space_secret(self.controller.space_id, SPILL_SECRET)
+            self._spilled = False
+        except Exception as exc:
+            self._set(last_error=redact(f"could not delete {SPILL_SECRET}: {describe(exc)}"))
 
     # ------------------------------------------------------------ the loop
 
@@ -277,11 +329,13 @@ class Worker(BackgroundLoop):
                 raise UserError(f"another worker is running with the work dir {self.work_dir}; give each "
                                 f"worker its own --work-dir") from None
             self._home_lock = lock
+        self._unspill()
         self._boot()
         self._stay_idle()
         self._adopt()
         if self.journal.pending():
             self._settle(None)
+        self._forget_spill()
         self._started = True
 
     def _shutdown(self) -> None:
@@ -519,10 +573,13 @@ class Worker(BackgroundLoop):
         """Every runnable task for this flavor (all, off a Space), priority then age, as many at once
         as the executor runs, before the hardware is released. Outcome N and claim N+1: one commit."""
         hardware = (flavor,) if flavor else None
+        paid = self.manages_hardware and is_paid(flavor, self.policy.idle_flavor)
         may_claim = True  # False once a claim found nothing, until a run ends
         next_reconcile = time.monotonic() + 30.0
         while not self._stop.is_set():
             want = may_claim and len(self.runs) < self.executor.capacity
+            if want and paid:
+                self._cover_sleep_time(flavor, runtime)
             if want or self.journal.pending():
                 spec = ClaimSpec(self.id, new_lease_id(), self._lease, hardware, tuple(takeover)) if want else None
                 sent = time.monotonic()
@@ -573,10 +630,27 @@ class Worker(BackgroundLoop):
     def _space_flavors(self) -> Catalog:
         return catalog(getattr(self.controller, "api", None), "spaces")
 
-    def _sleep_time(self, flavor: str, tasks: list[Task]) -> int:
+    def _sleep_time(self, flavor: str, tasks: list[Task], elapsed_s: float = 0.0) -> int:
+        """The sleep time paid hardware is requested (or kept) with: a safety net that never cuts the
+        work planned for it. A Space with a sleep time sleeps that long after its last visitor, training
+        or not, and the worker's own requests are no visit (hub-facts §11); so it covers the time
+        already spent on this flavor plus every active task's timeout for it, plus a margin."""
         cap = self.settings.max_timeout_s
-        longest = max((min(t.timeout_s, cap) for t in tasks if t.hardware == flavor), default=0)
-        return int(max(self.settings.sleep_time_s, longest + 600))
+        planned = sum(min(t.timeout_s, cap) for t in tasks if t.hardware == flavor and t.status in ACTIVE_STATUSES)
+        return int(max(self.settings.sleep_time_s, elapsed_s + planned + SLEEP_MARGIN_S))
+
+    def _cover_sleep_time(self, flavor: str, runtime: Runtime) -> None:
+        """Extend the sleep time as a burst goes, so that the burst is never cut by it."""
+        tasks = self.queue.list(ACTIVE_STATUSES)
+        needed = self._sleep_time(flavor, tasks, time.monotonic() - self._booted_at)
+        current = self._sleep_time_set or runtime.sleep_time or 0
+        if needed > current:
+            try:
+                self.controller.set_sleep_time(needed)
+                self._sleep_time_set = needed
+                self._say(f"sleep time of {flavor} extended to {needed}s for the work planned on it")
+            except Exception as exc:
+                self._set(last_error=redact(f"could not extend the sleep time: {describe(exc)}"))
 
     def _request(self, action: RequestHardware, runtime: Runtime, tasks: list[Task], now: datetime,
                  takeover: frozenset[str]) -> None:

@@ -18,7 +18,7 @@ _FLAGS: dict[str, tuple[str, type, str]] = {
                                   "timeout and makes no heartbeat commits; others renew every --heartbeat)"),
     "--heartbeat": ("heartbeat_s", float, "seconds between lease renewals, one commit each (default 600; 0: none)"),
     "--poll": ("poll_s", float, "seconds between queue reads when idle (default 15)"),
-    "--watch": ("watch_s", float, "seconds between checks for a cancel of a running task (default 5)"),
+    "--watch": ("watch_s", float, "seconds between checks for a cancel of a running task (default 3)"),
     "--sleep-time": ("sleep_time_s", int, "sleep time requested with paid hardware, a safety net (default 3600)"),
     "--max-gpu-wait": ("max_gpu_wait_s", float, "keep paid hardware up this long for a task due soon (default 180)"),
     "--request-deadline": ("request_deadline_s", float, "give up a hardware request not fulfilled after this "

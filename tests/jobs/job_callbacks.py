@@ -18,3 +18,13 @@ def boom(task, ctx):
 
 def publishes(task, ctx):
     return {"repo_id": task.params["repo_id"], "accuracy": 0.9}
+
+
+def slow_to_stop(task, ctx):
+    """Runs until cancelled, then takes a second to clean up."""
+    while not ctx.should_stop():
+        time.sleep(0.05)
+    ctx.log("cleaning up")
+    time.sleep(1.0)
+    ctx.log("cleanup done")
+    return {"stopped": True}

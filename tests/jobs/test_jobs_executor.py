@@ -27,7 +27,7 @@ def jobs_worker(emulator, queue, callback: str, work_dir: Path, **settings):
     """A worker with the jobs executor for SPACE (the emulator runs each Job's command on this machine)."""
     from huggingface_hub import HfApi
 
-    options = dict(poll_s=0.2, jobs_poll_s=0.2, watch_s=0.5, **settings)
+    options = {**dict(poll_s=0.2, jobs_poll_s=0.2, watch_s=0.5), **settings}
     return build_worker(WorkerSettings(queue="-", callback=f"{CALLBACKS}:{callback}", executor="jobs", space=SPACE,
                                        token=TEST_TOKEN, endpoint=emulator.url, work_dir=str(work_dir), **options),
                         queue=queue, controller=SpaceController(SPACE, api=HfApi(endpoint=emulator.url,

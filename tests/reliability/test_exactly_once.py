@@ -338,3 +338,29 @@ def test_a_signal_reaches_the_worker_not_the_callback_and_the_worker_stops_the_r
     wait_for(lambda: not alive(pid), 10, "the training process to be gone")
     interrupted = queue.get(added.id)
     assert interrupted.status is Status.PENDING and "SIGTERM" in interrupted.error, output
+
+
+def test_a_cancel_from_another_client_stops_even_a_stubborn_callback_within_ten_seconds_by_default(emulator, tmp_path):
+    """Default settings: the row is checked every 3 s (a cheap read of the head), a stopped callback
+    gets 5 s, then its whole process tree is killed."""
+    queue = TaskQueue.open(HUB_QUEUE, token=TEST_TOKEN, endpoint=emulator.url)
+    queue.init()
+    added = queue.add(task(tmp_path, how="child"))
+    worker = build_worker(WorkerSettings(queue="-", callback=f"{CALLBACKS}:spawns", executor="local",
+                                         work_dir=str(tmp_path / "work"), poll_s=0.5), queue=queue)
+    assert (worker.settings.watch_s, worker.settings.stop_grace_s) == (3.0, 5.0)
+    thread = worker.start_thread()
+    pids = tmp_path / "pids.txt"
+    wait_for(lambda: pids.exists() and pids.read_text().strip(), 60, "the callback to start its process")
+    pid = int(pids.read_text().split()[0])
+    other = TaskQueue.open(HUB_QUEUE, token=TEST_TOKEN, endpoint=emulator.url)
+    cancelled_at = time.monotonic()
+    other.cancel(added.id, "wrong dataset")
+    wait_for(lambda: not alive(pid), 30, "the training process to be gone")
+    elapsed = time.monotonic() - cancelled_at
+    print(f"\nRELIABILITY cancel from another client: training gone {elapsed:.1f}s after the cancel")
+    assert elapsed <= 10.0 + 2.0  # at most 3 s to notice + 5 s grace, plus this machine's scheduling slack
+    wait_for(lambda: queue.get(added.id).lease_until is None, 30, "the run's usage to be recorded")
+    worker.stop("test over", wait_s=30)
+    thread.join(30)
+    assert queue.get(added.id).status is Status.CANCELLED and queue.get(added.id).gpu_seconds > 0
