@@ -40,10 +40,23 @@ class BackgroundLoop:
         return self._thread
 
     def _run_logged(self) -> None:
-        try:
-            self.run()
-        except Exception as exc:  # the thread must leave a trace for the dashboard
-            self._set(state="crashed", last_error=redact(describe(exc)))
+        """run() in the thread, started again after a pause if it ever ends on an error: a thread
+        that died would leave paid hardware with nobody to give it back. A mistake in the setup
+        (UserError) is not retried: it would fail the same way."""
+        from .errors import UserError
+
+        failures = 0
+        while True:
+            try:
+                self.run()
+                return
+            except Exception as exc:  # the thread must leave a trace for the dashboard
+                failures += 1
+                self._set(state="crashed", last_error=redact(describe(exc)))
+                if isinstance(exc, UserError) or self._stop.is_set():
+                    return
+                if self._stop.wait(min(300.0, 5.0 * 2 ** min(failures, 6))):
+                    return
 
     def stop(self, reason: str = "stopped", wait_s: float | None = None) -> None:
         """The first reason given is the one recorded (a SIGTERM after a Ctrl-C does not rename it)."""
