@@ -17,7 +17,8 @@ commit window, smaller quotas) says so:
 | `request_window_s` | 300 | the Hub's 5-minute windows |
 | `quota.<plan>.<bucket>` | hub-docs rate-limits.md | e.g. `quota.free.api=1000`; plans: anonymous, free, pro, team, enterprise |
 | `plans` | on | plan gates: Gradio/Docker Spaces need PRO/Team/Enterprise, paid hardware a payment method, Jobs credits |
-| `sleep` | on | Spaces sleep after inactivity: cpu-basic after `cpu_basic_sleep_s`, upgraded ones after their sleep time; the sleep time of cpu-basic cannot be set (400) |
+| `sleep` | on | Spaces sleep after inactivity: cpu-basic after `cpu_basic_sleep_s`, upgraded ones after their sleep time |
+| `fixed_cpu_basic_sleep` | on | the sleep time of a cpu-basic Space cannot be set: 400 "Cannot change the sleep time for cpu-basic Spaces" |
 | `cpu_basic_sleep_s` | 172800 | 48 h |
 | `sleep_stage` | SLEEPING | the stage a slept Space shows: SLEEPING or STOPPED (undocumented on the Hub) |
 | `restart_on_config` | on | a change of a Space's secrets or variables restarts its app |
@@ -53,7 +54,8 @@ REQUEST_QUOTAS: dict[str, dict[str, int]] = {
 }
 
 SLEEP_STAGES = ("SLEEPING", "STOPPED")
-_SWITCHES = ("commit_quota", "request_quota", "plans", "sleep", "restart_on_config", "gpu_machine", "webhook_quota")
+_SWITCHES = ("commit_quota", "request_quota", "plans", "sleep", "fixed_cpu_basic_sleep", "restart_on_config",
+             "gpu_machine", "webhook_quota")
 _ALIASES = {"quota": ("commit_quota", "request_quota"), "quotas": ("commit_quota", "request_quota"),
             "overlap": ("replica_overlap_s",), "all": (*_SWITCHES, "replica_overlap_s")}
 DEFAULT_OVERLAP_S = 3.0
@@ -72,6 +74,7 @@ class Rules:
     request_quotas: dict[str, dict[str, int]] = field(default_factory=lambda: copy.deepcopy(REQUEST_QUOTAS))
     plans: bool = True
     sleep: bool = True
+    fixed_cpu_basic_sleep: bool = True
     cpu_basic_sleep_s: float = 48 * 3600.0
     sleep_stage: str = "SLEEPING"
     restart_on_config: bool = True

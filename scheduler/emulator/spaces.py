@@ -16,6 +16,8 @@ State machine (what the Hub shows through `/runtime`):
   once, the replica gets SIGTERM, a new one starts after `boot_delay`.
 - Pause -> PAUSED (replicas stopped); it stays paused until a restart (a hardware request only
   records the flavor, a visit does nothing).
+- A sleep time on cpu-basic is refused, at creation, with a hardware request or on its own (rule
+  `fixed_cpu_basic_sleep`): 400 "Cannot change the sleep time for cpu-basic Spaces".
 - Sleep (rule `sleep`): a running Space with no visit for its sleep time (cpu-basic and other free
   flavors: `cpu_basic_sleep_s`, 48 h; upgraded ones: their `gcTimeout`, never if unset or -1) goes
   to `sleep_stage` (SLEEPING or STOPPED) with its replicas stopped, `current` None and nothing
@@ -282,7 +284,7 @@ class SpaceManager:
 
     def check_sleep_time(self, flavor: str, seconds: Any) -> None:
         """The Hub refuses any custom sleep time on cpu-basic (400)."""
-        if seconds is not None and flavor == "cpu-basic" and self.hub.rules.current.sleep:
+        if seconds is not None and flavor == "cpu-basic" and self.hub.rules.current.fixed_cpu_basic_sleep:
             raise SpaceError(CPU_BASIC_SLEEP_REFUSAL)
 
     def check_hosting(self, space_id: str, sdk: str | None, flavor: str) -> None:

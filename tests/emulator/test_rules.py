@@ -14,8 +14,8 @@ from scheduler.emulator.server import rules_to_arg
 def test_every_rule_is_on_by_default_and_shown_in_the_config(emulator):
     config = httpx.get(f"{emulator.url}/_emulator/config").json()
     rules = config["rules"]
-    for switch in ("commit_quota", "request_quota", "plans", "sleep", "restart_on_config", "gpu_machine",
-                   "webhook_quota", "count_412"):
+    for switch in ("commit_quota", "request_quota", "plans", "sleep", "fixed_cpu_basic_sleep", "restart_on_config",
+                   "gpu_machine", "webhook_quota", "count_412"):
         assert rules[switch] is True, switch
     assert rules["commit_limit"] == 128 and rules["commit_window_s"] == 3600
     assert rules["request_window_s"] == 300 and rules["request_quotas"]["free"]["api"] == 1000
