@@ -19,13 +19,13 @@ never counted, nor are the Space apps' own ports (the emulator does not serve th
 
 from __future__ import annotations
 
-import json
 import math
 import threading
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from .accounts import HubRefusal
+from .faults import json_reply
 
 if TYPE_CHECKING:
     from .hub import EmulatedHub
@@ -181,13 +181,7 @@ class HubHeadersMiddleware:
                 message = (f"You have exceeded the rate limit for '{bucket}' requests "
                            f"({hub.rules.current.request_quotas[plan][bucket]} per "
                            f"{humanize(hub.rules.current.request_window_s)}).")
-                body = json.dumps({"error": message}).encode()
-                await send({"type": "http.response.start", "status": 429,
-                            "headers": [(b"content-type", b"application/json"),
-                                        (b"content-length", str(len(body)).encode()),
-                                        (b"x-error-message", message.encode()), *extra]})
-                await send({"type": "http.response.body", "body": body})
-                return
+                return await json_reply(send, 429, {"error": message}, [(b"x-error-message", message.encode()), *extra])
 
         names = {name for name, _ in extra}
 

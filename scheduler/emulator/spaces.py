@@ -33,10 +33,11 @@ period (billing.py). `boots` counts replicas started and `restarts` counts them 
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterator
 
 from . import billing
 from .hardware import SPACE_FLAVORS, is_paid
@@ -108,6 +109,14 @@ class SpaceManager:
             return
         now = self.hub.clock.now()
         timeline.append({"t": now, "time": iso(now), **entry})
+
+    @contextlib.contextmanager
+    def _editing(self, space_id: str) -> Iterator[dict]:
+        """The Space's state, under the lock; saved when the block ends without an error."""
+        with self._lock:
+            state = self.load(space_id)
+            yield state
+            self._save(space_id, state)
 
     def _bump(self, space_id: str) -> int:
         """Invalidate pending boots of `space_id`; returns the new generation."""
@@ -355,8 +364,7 @@ class SpaceManager:
         self.check_sleep_time(flavor, sleep_time)
         sdk = self.hub.store.get("space", space_id).meta.get("sdk")
         self.check_hosting(space_id, sdk, flavor)
-        with self._lock:
-            state = self.load(space_id)
+        with self._editing(space_id) as state:
             if sleep_time is not None:
                 state["gcTimeout"] = sleep_time
             state["hardwareRequests"] = state.get("hardwareRequests", 0) + 1
@@ -368,29 +376,23 @@ class SpaceManager:
                     self._record(state)
                 else:
                     self._begin_build(space_id, state, "hardware")
-            self._save(space_id, state)
-            return self.runtime(space_id, state)
+        return self.runtime(space_id, state)
 
     def set_sleep_time(self, space_id: str, seconds: int) -> dict:
-        with self._lock:
-            state = self.load(space_id)
+        with self._editing(space_id) as state:
             self.check_sleep_time(state["requested"], seconds)
             state["gcTimeout"] = seconds
-            self._save(space_id, state)
-            return self.runtime(space_id, state)
+        return self.runtime(space_id, state)
 
     def set_volumes(self, space_id: str, volumes: list[dict] | None) -> None:
         """What the runtime reports as mounted; None removes them all."""
-        with self._lock:
-            state = self.load(space_id)
+        with self._editing(space_id) as state:
             state["volumes"] = volumes
-            self._save(space_id, state)
 
     def set_key(self, space_id: str, kind: str, key: str, entry: dict | None) -> dict:
         """Set (or, with None, delete) one secret or variable and restart the app (rule
         `restart_on_config`); returns all of that kind."""
-        with self._lock:
-            state = self.load(space_id)
+        with self._editing(space_id) as state:
             items = state.setdefault(kind, {})
             if entry is None:
                 items.pop(key, None)
@@ -398,8 +400,7 @@ class SpaceManager:
                 items[key] = entry
             if self.hub.rules.current.restart_on_config:
                 self._restart_for_config(space_id, state)
-            self._save(space_id, state)
-            return items
+        return items
 
     def _restart_for_config(self, space_id: str, state: dict) -> None:
         stage = state["stage"]
@@ -419,46 +420,36 @@ class SpaceManager:
                          daemon=True, name=f"restart-{space_id}").start()
 
     def pause(self, space_id: str) -> dict:
-        with self._lock:
-            state = self.load(space_id)
+        with self._editing(space_id) as state:
             self._bump(space_id)
             self._stop_all(space_id, state)
             state["stage"] = "PAUSED"
             state.pop("errorMessage", None)
             self._record(state)
-            self._save(space_id, state)
         return self.runtime(space_id, state)
 
     def restart(self, space_id: str, factory: bool = False) -> dict:
-        with self._lock:
-            state = self.load(space_id)
+        with self._editing(space_id) as state:
             self._begin_build(space_id, state, "restart")
-            self._save(space_id, state)
-            return self.runtime(space_id, state)
+        return self.runtime(space_id, state)
 
     def visit(self, space_id: str) -> dict:
         """Someone opened the Space's page: it counts as activity, and wakes a sleeping Space."""
-        with self._lock:
-            state = self.load(space_id)
+        with self._editing(space_id) as state:
             state["lastActivity"] = self.hub.clock.now()
             if state["stage"] in SLEPT_STAGES:
                 self._begin_build(space_id, state, "wake")
-            self._save(space_id, state)
-            return self.runtime(space_id, state)
+        return self.runtime(space_id, state)
 
     def on_commit(self, space_id: str) -> None:
-        with self._lock:
-            state = self.load(space_id)
+        with self._editing(space_id) as state:
             if state.get("supervise") and state["stage"] != "PAUSED":
                 self._begin_build(space_id, state, "commit")
-                self._save(space_id, state)
 
     def set_dev_mode(self, space_id: str, enabled: bool) -> dict:
-        with self._lock:
-            state = self.load(space_id)
+        with self._editing(space_id) as state:
             state["devMode"] = bool(enabled)
-            self._save(space_id, state)
-            return self.runtime(space_id, state)
+        return self.runtime(space_id, state)
 
     def _begin_build(self, space_id: str, state: dict, reason: str) -> None:
         running = bool(self._open(state))
