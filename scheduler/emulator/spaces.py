@@ -43,7 +43,7 @@ from . import billing
 from .hardware import SPACE_FLAVORS, is_paid
 from .launch import checkout_root, launch_plan, remove_checkout, subdomain
 from .ports import PortForwarder
-from .storage import atomic_write_json, iso, read_json
+from .storage import StoreError, atomic_write_json, iso, read_json
 from .supervisor import Supervisor, reap_orphans
 
 if TYPE_CHECKING:
@@ -72,7 +72,9 @@ class SpaceManager:
         self._tokens: dict[str, int] = {}
         self._private_ports: dict[str, int] = {}
         self._forwarders: dict[str, PortForwarder] = {}
-        self._deadlines: dict[str, float | None] = {}
+        # What the sleep checks need of each Space, kept at every save: deadlines follow the rules as
+        # they are when checked, so a rule changed at run time applies at once.
+        self._activity: dict[str, dict] = {}
         self._ticker: threading.Thread | None = None
         self.supervisor = Supervisor(self._child_exited)
         hub.clock.on_advance(self.tick)
@@ -99,7 +101,7 @@ class SpaceManager:
 
     def _save(self, space_id: str, state: dict) -> None:
         atomic_write_json(self._path(space_id), state, self.hub.store.fsync)
-        self._deadlines[space_id] = self._sleep_deadline(state)
+        self._activity[space_id] = {k: state.get(k) for k in ("stage", "current", "gcTimeout", "lastActivity")}
 
     def _record(self, state: dict) -> None:
         """Append to the timeline if (current, requested, stage) changed."""
@@ -165,14 +167,9 @@ class SpaceManager:
         """End those replicas `after_s` seconds from now (the overlap of a hardware switch)."""
         def retire():
             time.sleep(after_s)
-            with self._lock:
-                try:
-                    state = self.load(space_id)
-                except Exception:
-                    state = None
-                if state is not None:
+            with contextlib.suppress(StoreError, SpaceError):  # the Space was deleted meanwhile
+                with self._editing(space_id) as state:
                     self._end(state, replica_ids)
-                    self._save(space_id, state)
             self._stop_processes(space_id, replica_ids, wait=True)
 
         threading.Thread(target=retire, daemon=True, name=f"overlap-{space_id}").start()
@@ -193,7 +190,6 @@ class SpaceManager:
     def create(self, space_id: str, body: dict) -> None:
         flavor = body.get("hardware") or "cpu-basic"
         self.check_flavor(flavor)
-        self.check_sleep_time(flavor, body.get("sleepTimeSeconds"))
         now = self.hub.clock.now()
         stamp = iso(now)
         state = {
@@ -255,7 +251,7 @@ class SpaceManager:
     def delete(self, space_id: str) -> None:
         with self._lock:
             self._bump(space_id)
-            self._deadlines.pop(space_id, None)
+            self._activity.pop(space_id, None)
             forwarder = self._forwarders.pop(space_id, None)
         if forwarder:
             forwarder.close()
@@ -296,6 +292,15 @@ class SpaceManager:
         if seconds is not None and flavor == "cpu-basic" and self.hub.rules.current.fixed_cpu_basic_sleep:
             raise SpaceError(CPU_BASIC_SLEEP_REFUSAL)
 
+    def check_new(self, space_id: str, sdk: str | None, body: dict) -> None:
+        """The Hub's rules for a Space about to be created or duplicated from `body` (`hardware`,
+        `sleepTimeSeconds`): a Space flavor, no sleep time on cpu-basic, the plan and the payment
+        method. Raises SpaceError (400) or HubRefusal (402/403) before anything is written."""
+        flavor = body.get("hardware") or "cpu-basic"
+        self.check_flavor(flavor)
+        self.check_sleep_time(flavor, body.get("sleepTimeSeconds"))
+        self.check_hosting(space_id, sdk, flavor)
+
     def check_hosting(self, space_id: str, sdk: str | None, flavor: str) -> None:
         """Plan gates for hosting `space_id` on `flavor` (accounts.py); nothing when `plans` is off."""
         if not self.hub.rules.current.plans:
@@ -335,7 +340,8 @@ class SpaceManager:
         """Put to sleep every Space whose sleep deadline has passed at `now`."""
         if not self.hub.rules.current.sleep:
             return
-        for space_id, deadline in list(self._deadlines.items()):
+        for space_id, activity in list(self._activity.items()):
+            deadline = self._sleep_deadline(activity)
             if deadline is not None and now >= deadline:
                 self._sleep(space_id)
 
@@ -343,12 +349,11 @@ class SpaceManager:
         with self._lock:
             try:
                 state = self.load(space_id)
-            except Exception:
-                self._deadlines.pop(space_id, None)
+            except (StoreError, SpaceError):  # deleted meanwhile
+                self._activity.pop(space_id, None)
                 return
             deadline = self._sleep_deadline(state)
             if deadline is None or self.hub.clock.now() < deadline:
-                self._deadlines[space_id] = deadline
                 return
             self._bump(space_id)
             self._stop_all(space_id, state)
@@ -521,6 +526,8 @@ class SpaceManager:
                 return
             key = f"{space_id}#{replica['id']}"
             command, cwd, env = plan
+            if env.get("PORT"):
+                self._private_ports[key] = int(env["PORT"])
             try:
                 self._tokens[key] = self.supervisor.start(key, command, cwd, env, self.log_path(space_id))
             except OSError as exc:
@@ -530,8 +537,6 @@ class SpaceManager:
                 self._record(state)
                 self._save(space_id, state)
                 return
-            if env.get("PORT"):
-                self._private_ports[key] = int(env["PORT"])
         time.sleep(self.hub.app_start_delay)
         with self._lock:
             if self._gen.get(space_id) != gen or not self.supervisor.running(key):

@@ -149,3 +149,9 @@ def test_a_supervised_app_is_stopped_while_its_space_sleeps(hf_api, emulator, tm
     emulator.advance_clock(2 * DAY)
     wait_for(lambda: emulator.hub.spaces.supervisor.pid("demo/app") is None, 10, "the app to stop")
     assert hf_api.get_space_runtime("demo/app").stage == "SLEEPING"
+
+
+def test_a_sleep_rule_changed_at_run_time_applies_to_running_spaces(hf_api, space, emulator):
+    emulator.set_rules(cpu_basic_sleep_s=60)
+    emulator.advance_clock(60)
+    assert hf_api.get_space_runtime(space).stage == "SLEEPING"

@@ -64,11 +64,7 @@ def build_router(hub: EmulatedHub) -> APIRouter:
                 raise HTTPError(400, f"sdk must be one of {sorted(SDKS)}")
             extra["sdk"] = sdk
             if not store.exists(rtype, repo_id):
-                # The Hub's rules, before anything is created: flavor, sleep time, plan and payment.
-                flavor = body.get("hardware") or "cpu-basic"
-                spaces.check_flavor(flavor)
-                spaces.check_sleep_time(flavor, body.get("sleepTimeSeconds"))
-                spaces.check_hosting(repo_id, sdk, flavor)
+                spaces.check_new(repo_id, sdk, body)
         try:
             await run_in_threadpool(store.create, rtype, repo_id, user, private, extra)
         except RepoExists as exc:
@@ -294,10 +290,7 @@ def build_router(hub: EmulatedHub) -> APIRouter:
         url = f"{access.endpoint(request)}/{PREFIX[rtype]}{dst_id}"
         src_repo = store.get(rtype, src_id)
         if rtype == "space" and not store.exists(rtype, dst_id):
-            flavor = body.get("hardware") or "cpu-basic"
-            spaces.check_flavor(flavor)
-            spaces.check_sleep_time(flavor, body.get("sleepTimeSeconds"))
-            spaces.check_hosting(dst_id, src_repo.meta.get("sdk"), flavor)
+            spaces.check_new(dst_id, src_repo.meta.get("sdk"), body)
         head = store.resolve(rtype, src_id, "main")
         files = {p: store.read_blob(m["oid"]) for p, m in head.tree.items()}
         private = body.get("visibility", "private" if src_repo.meta.get("private") else "public") != "public"
