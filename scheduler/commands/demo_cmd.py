@@ -60,6 +60,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "on cpu-basic (exit 0 only if all are DONE)")
     p.add_argument("--boot-delay", type=float, default=2.0, help="emulated seconds for a Space to restart")
     p.add_argument("--timeout", type=float, default=240.0, help="with --until-idle, give up after this many seconds")
+    p.add_argument("--rules", default=None, metavar="NAME=VALUE,...",
+                   help="turn off or tune the emulated Hub's rules, all on by default (as `space-scheduler "
+                        "emulator --rules`)")
     p.set_defaults(handler=cmd_demo)
 
 
@@ -205,9 +208,16 @@ def summary(bill: dict, counts: dict[str, int]) -> str:
 
 
 def cmd_demo(args) -> int:
+    from ..emulator.rules import Rules
     from ..emulator.server import start_emulator
+    from ..errors import UserError
     from ..queue import TaskQueue
     from ..tasks import Task
+
+    try:
+        rules = Rules().with_changes(args.rules)
+    except ValueError as exc:
+        raise UserError(f"--rules: {exc}") from None
 
     data = Path(args.data) if args.data else Path(tempfile.mkdtemp(prefix="space-scheduler-demo-"))
     port = args.port or _free_port()
@@ -215,7 +225,7 @@ def cmd_demo(args) -> int:
     recipe = choose_recipe(args.recipe)
     line = StatusLine()
     started = time.monotonic()
-    with start_emulator(data, boot_delay=args.boot_delay, stop_grace=10.0) as hub:
+    with start_emulator(data, boot_delay=args.boot_delay, stop_grace=10.0, rules=rules) as hub:
         try:
             say(f"Hub emulator: {hub.url} (data in {data})")
             if recipe == "numpy" and args.recipe == "auto":

@@ -15,8 +15,10 @@ from fastapi import FastAPI, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.convertors import Convertor, register_url_convertor
 
+from .accounts import HubRefusal
 from .faults import FaultMiddleware
 from .hub import EmulatedHub
+from .quotas import HubHeadersMiddleware
 from .routes import build_routers
 from .routes.common import PREFIX, HTTPError, error_response
 from .spaces import SpaceError
@@ -90,8 +92,10 @@ def create_app(data_dir: str | Path | None = None, *, hub: EmulatedHub | None = 
     app = FastAPI(title="space-scheduler Hub emulator", docs_url=None, redoc_url=None, openapi_url=None,
                   lifespan=lifespan)
     app.state.hub = hub
-    # Added last = outermost: faults act before authentication, as a flaky proxy would.
+    # Added last = outermost: faults act before everything, as a flaky proxy would; the Hub's
+    # headers and request quotas apply to every answer, a 401 included.
     app.add_middleware(AuthMiddleware, hub=hub)
+    app.add_middleware(HubHeadersMiddleware, hub=hub)
     app.add_middleware(FaultMiddleware, injector=hub.faults)
 
     @app.exception_handler(HTTPError)
@@ -101,6 +105,10 @@ def create_app(data_dir: str | Path | None = None, *, hub: EmulatedHub | None = 
     @app.exception_handler(StoreError)
     async def _store_error(request: Request, exc: StoreError):
         return error_response(exc.status, str(exc), exc.code)
+
+    @app.exception_handler(HubRefusal)
+    async def _refusal(request: Request, exc: HubRefusal):
+        return error_response(exc.status, exc.message, headers=exc.headers)
 
     @app.exception_handler(SpaceError)
     async def _space_error(request: Request, exc: SpaceError):

@@ -136,12 +136,12 @@ class FaultMiddleware:
         if "error" in plan:
             inj.count(f"fault_error_{plan['error']}")
             inj.count("fault_error")
-            return await _reply(send, plan["error"], {"error": "Injected server error"})
+            return await json_reply(send, plan["error"], {"error": "Injected server error"})
         if "r429" in plan:
             inj.count("fault_429")
             retry = plan["r429"]
             retry_header = str(int(retry)) if float(retry).is_integer() else str(retry)
-            return await _reply(send, 429, {"error": "Too Many Requests (injected)"},
+            return await json_reply(send, 429, {"error": "Too Many Requests (injected)"},
                                 [(b"retry-after", retry_header.encode())])
         if not plan.get("drop"):
             return await self.app(scope, receive, send)
@@ -161,7 +161,8 @@ class FaultMiddleware:
         await self.app(scope, receive, cut_send)
 
 
-async def _reply(send, status: int, body: dict, headers: list | None = None) -> None:
+async def json_reply(send, status: int, body: dict, headers: list | None = None) -> None:
+    """Answer with `body` as JSON straight from an ASGI middleware."""
     payload = json.dumps(body).encode()
     await send({
         "type": "http.response.start",

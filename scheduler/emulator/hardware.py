@@ -1,8 +1,14 @@
-"""Hardware flavors and hourly prices, shaped like the Hub's `/api/spaces/hardware` answer.
+"""Hardware flavors and hourly prices, shaped like the Hub's `/api/spaces/hardware` and
+`/api/jobs/hardware` answers.
 
 Prices are the public list prices in USD per hour at the time of writing; they only have to be
 realistic enough for cost estimates. The Hub bills per minute, so the JSON carries
-`unitCostUSD`/`unitCostMicroUSD` per minute as `JobHardwareInfo` expects.
+`unitCostUSD`/`unitCostMicroUSD` per minute and `unitLabel: "minute"`, as `JobHardwareInfo`
+(what `list_spaces_hardware` and `list_jobs_hardware` return) parses them.
+
+Space flavors are those of huggingface_hub's `SpaceHardware`, ZeroGPU (`zero-a10g`, $0) first as the
+Hub offers it; Job flavors are those of `JobHardware`: no ZeroGPU, plus cpu-performance, cpu-xl and
+the H200 flavors. A Space request or a Job is refused (400) for a flavor outside its list.
 """
 
 from __future__ import annotations
@@ -44,6 +50,10 @@ SPACE_ONLY = {"zero-a10g"}
 JOB_ONLY = {"cpu-performance", "cpu-xl", "h200", "h200x2", "h200x4", "h200x8"}
 
 
+SPACE_FLAVORS = ["zero-a10g", *(f for f in FLAVORS if f not in SPACE_ONLY | JOB_ONLY)]
+JOB_FLAVORS = [f for f in FLAVORS if f not in SPACE_ONLY]
+
+
 def price_per_hour(flavor: str | None, jobs: bool = False) -> float:
     if flavor is None or flavor not in FLAVORS:
         return 0.0
@@ -57,10 +67,10 @@ def is_paid(flavor: str | None) -> bool:
 
 
 def hardware_list(jobs: bool = False) -> list[dict]:
+    """The Hub's hardware list for Jobs or Spaces: name, prettyName, cpu, ram, accelerator, prices."""
     out = []
-    for name, (pretty, cpu, ram, acc, _) in FLAVORS.items():
-        if (jobs and name in SPACE_ONLY) or (not jobs and name in JOB_ONLY):
-            continue
+    for name in JOB_FLAVORS if jobs else SPACE_FLAVORS:
+        pretty, cpu, ram, acc, _ = FLAVORS[name]
         per_minute = price_per_hour(name, jobs) / 60
         item = {
             "name": name,

@@ -1,4 +1,5 @@
-"""The emulated Hub's state: one data dir, its repo store, Spaces, Jobs, faults and users."""
+"""The emulated Hub's state: one data dir, its repo store, Spaces, Jobs, faults, accounts, the rules
+it enforces and its clock."""
 
 from __future__ import annotations
 
@@ -7,13 +8,17 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 
+from .accounts import DEFAULT_USER, Accounts
+from .clock import Clock
 from .faults import FaultConfig, FaultInjector
 from .jobs import JobRunner
+from .quotas import CommitQuota, RequestQuotas
+from .rules import RuleBook, Rules
 from .spaces import SpaceManager
 from .storage import RepoStore
 from .webhooks import WebhookManager
 
-DEFAULT_USER = "demo"
+__all__ = ["EmulatedHub", "DataDirBusy", "DEFAULT_USER"]
 
 
 class DataDirBusy(RuntimeError):
@@ -37,7 +42,9 @@ class EmulatedHub:
         supervise_repos: bool = False,
         job_schedule_delay: float = 0.1,
         fsync: bool = True,
+        rules: Rules | str | dict | None = None,
     ):
+        self.rules = RuleBook(rules)  # before taking the data dir: a bad rule leaves nothing locked
         self.data_dir = Path(data_dir).resolve()
         self.data_dir.mkdir(parents=True, exist_ok=True)
         # Not thread-local: the lock is taken by the starting thread and released by the server thread.
@@ -59,15 +66,20 @@ class EmulatedHub:
         if isinstance(faults, dict):
             faults = FaultConfig.from_dict(faults)
         self.faults = FaultInjector(faults)
-        self.store = RepoStore(self.data_dir, fsync=fsync)
+        self.clock = Clock(self.data_dir, fsync=fsync)
+        self.accounts = Accounts(self.data_dir, users=self.users, require_token=self.require_token, fsync=fsync)
+        self.commit_quota = CommitQuota(self)
+        self.quotas = RequestQuotas(self)
+        self.store = RepoStore(self.data_dir, fsync=fsync, clock=self.clock.now)
         self.spaces = SpaceManager(self)
         self.jobs = JobRunner(self)
-        self.webhooks = WebhookManager(self.data_dir, fsync=fsync)
+        self.webhooks = WebhookManager(self.data_dir, fsync=fsync, hub=self)
         self._closed = False
 
     def start(self) -> None:
-        """Resume what was in flight when the previous process stopped (boots, supervised apps)."""
-        self.spaces.restore()
+        """Resume what was in flight when the previous process stopped (boots, supervised apps)
+        and start checking Spaces for sleep."""
+        self.spaces.start()
 
     def close(self) -> None:
         if self._closed:
@@ -82,23 +94,16 @@ class EmulatedHub:
 
     def user_for(self, authorization: str | None) -> tuple[str | None, bool]:
         """(username or None for anonymous, token_ok). Never logs or stores the token."""
-        token = None
-        if authorization and authorization.lower().startswith("bearer "):
-            token = authorization[7:].strip() or None
-        if token is None:
-            if self.require_token:
-                return None, False
-            return (None if self.users else DEFAULT_USER), True
-        if self.users:
-            name = self.users.get(token)
-            return (name, True) if name else (None, False)
-        return DEFAULT_USER, True
+        return self.accounts.user_for(authorization)
 
     def summary(self) -> dict[str, Any]:
+        """What `/_emulator/config` shows: delays, users, faults, the rules in force and the clock."""
         return {
             "data_dir": str(self.data_dir),
             "boot_delay": self.boot_delay,
             "require_token": self.require_token,
-            "users": sorted(set(self.users.values())) or [DEFAULT_USER],
+            "users": [a.name for a in self.accounts.all() if a.type == "user"],
             "faults": self.faults.config.to_dict(),
+            "rules": self.rules.current.to_dict(),
+            "clock_offset_s": self.clock.offset_s,
         }

@@ -3,12 +3,13 @@
 Stages follow the Hub: SCHEDULING -> RUNNING -> COMPLETED | ERROR | CANCELED. `environment` and
 `secrets` become environment variables; secret values are kept in memory only (the stored and
 returned job shows their keys). `timeoutSeconds` is enforced. A job that was running when the
-emulator stopped is marked ERROR on the next start.
+emulator stopped is marked ERROR on the next start. The process finds the fake `nvidia-smi` of its
+flavor first on its PATH (rule `gpu_machine`). Its billing period runs from RUNNING to its
+terminal stage (billing.py); times are the emulator clock's.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import secrets as _secrets
@@ -19,6 +20,9 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from . import billing
+from .accounts import _entity_id
+from .machine import path_with_machine
 from .storage import atomic_write_json, iso, read_json
 from .supervisor import _STRIPPED_ENV, _terminate
 
@@ -53,7 +57,8 @@ class JobRunner:
             job = read_json(path)
             if job and job["status"]["stage"] not in TERMINAL:
                 job["status"] = {"stage": "ERROR", "message": "The emulator stopped while the job was running"}
-                job["finishedAt"] = iso(time.time())
+                job["finishedAt"] = iso(self.hub.clock.now())
+                job["_finished"] = job.get("_finished") or self.hub.clock.now()
                 atomic_write_json(path, job, self.hub.store.fsync)
 
     def _save(self, job: dict) -> None:
@@ -68,7 +73,7 @@ class JobRunner:
     def public(self, job: dict) -> dict:
         """JobInfo JSON as the Hub returns it, with computed durations."""
         out = dict(job)
-        now = time.time()
+        now = self.hub.clock.now()
         created = job["_created"]
         started = job.get("_started")
         finished = job.get("_finished")
@@ -97,7 +102,7 @@ class JobRunner:
         command = list(spec.get("command") or []) + list(spec.get("arguments") or [])
         if not command:
             raise ValueError("command is required")
-        now = time.time()
+        now = self.hub.clock.now()
         job_id = _secrets.token_hex(12)
         secret_values = {str(k): str(v) for k, v in (spec.get("secrets") or {}).items()}
         job = {
@@ -113,8 +118,8 @@ class JobRunner:
             "labels": spec.get("labels"),
             "timeoutSeconds": spec.get("timeoutSeconds"),
             "status": {"stage": "SCHEDULING", "message": None},
-            "owner": {"id": _user_id(namespace), "name": namespace, "type": "user"},
-            "initiator": {"type": "user", "id": _user_id(initiator), "name": initiator},
+            "owner": {"id": _entity_id(namespace), "name": namespace, "type": "user"},
+            "initiator": {"type": "user", "id": _entity_id(initiator), "name": initiator},
             "_created": now,
         }
         with self._lock:
@@ -134,6 +139,8 @@ class JobRunner:
             env.update(secret_values)
             env.update({"JOB_ID": job_id, "ACCELERATOR": job["flavor"], "HF_ENDPOINT": self.hub.base_url,
                         "PYTHONUNBUFFERED": "1"})
+            if self.hub.rules.current.gpu_machine:
+                env["PATH"] = path_with_machine(self.hub.data_dir, job["flavor"], env.get("PATH"))
             if command[0] in ("python", "python3"):
                 command = [sys.executable, *command[1:]]
             workdir = self.root / f"{job_id}.work"
@@ -149,8 +156,8 @@ class JobRunner:
                 return
             self._procs[job_id] = proc
             job["status"] = {"stage": "RUNNING", "message": None}
-            job["startedAt"] = iso(time.time())
-            job["_started"] = time.time()
+            job["_started"] = self.hub.clock.now()
+            job["startedAt"] = iso(job["_started"])
             self._save(job)
         timeout = job.get("timeoutSeconds")
         try:
@@ -176,8 +183,8 @@ class JobRunner:
         if job is None or job["status"]["stage"] in TERMINAL:
             return
         job["status"] = {"stage": stage, "message": message}
-        job["finishedAt"] = iso(time.time())
-        job["_finished"] = time.time()
+        job["_finished"] = self.hub.clock.now()
+        job["finishedAt"] = iso(job["_finished"])
         self._save(job)
 
     def cancel(self, namespace: str, job_id: str) -> dict:
@@ -212,19 +219,27 @@ class JobRunner:
         lines = text.splitlines()
         if tail is not None:
             lines = lines[-tail:] if tail > 0 else []
-        stamp = job.get("startedAt") or job.get("createdAt") or iso(time.time())
+        stamp = job.get("startedAt") or job.get("createdAt") or iso(self.hub.clock.now())
         events = [{"data": "===== Job started at " + stamp + " =====", "timestamp": stamp}]
         events += [{"data": line, "timestamp": stamp} for line in lines]
         return events
 
 
+    def billing(self, namespace: str | None = None) -> dict:
+        """Paid periods of every Job (of `namespace`), per started minute (billing.py)."""
+        periods = []
+        for path in sorted(self.root.glob("*.json")):
+            job = read_json(path)
+            if not job or not job.get("_started") or (namespace and job["owner"]["name"] != namespace):
+                continue
+            periods.append({"kind": "job", "id": job["id"], "namespace": job["owner"]["name"],
+                            "flavor": job["flavor"], "start": job["_started"], "end": job.get("_finished")})
+        return billing.summarize(periods, self.hub.clock.now(), jobs=True)
+
+
 def _label_match(labels: dict, selector: str) -> bool:
     key, sep, value = selector.partition("=")
     return key in labels and (not sep or labels[key] == value)
-
-
-def _user_id(name: str) -> str:
-    return hashlib.sha1(name.encode()).hexdigest()[:24]
 
 
 def sse(events: list[dict]) -> bytes:

@@ -21,6 +21,8 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 from .app import create_app
 from .faults import DroppedResponse, FaultConfig
 from .hub import EmulatedHub
+from .ports import free_port
+from .rules import Rules
 
 _PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -91,6 +93,20 @@ class EmulatorHandle:
         """Change fault injection at run time (same as POST /_emulator/faults)."""
         return self.hub.faults.update(changes)
 
+    def set_rules(self, changes: "str | dict[str, Any] | None" = None, **kw: Any) -> Rules:
+        """Change the Hub's rules at run time (same as POST /_emulator/rules); returns them."""
+        if changes:
+            self.hub.rules.update(changes)
+        return self.hub.rules.update(kw)
+
+    def advance_clock(self, seconds: float) -> float:
+        """Move the emulator clock forward (same as POST /_emulator/clock); returns its new time."""
+        return self.hub.clock.advance(seconds)
+
+    def set_user(self, name: str, **changes: Any) -> dict:
+        """Create or change an account (same as POST /_emulator/users/{name})."""
+        return self.hub.accounts.update(name, changes).public()
+
     def billing(self, space_id: str) -> dict:
         return self.hub.spaces.billing(space_id)
 
@@ -115,7 +131,9 @@ def start_emulator(data_dir: str | Path, port: int = 0, host: str = "127.0.0.1",
     """Start an emulator on `host:port` (0 = any free port) in a background thread.
 
     Options are those of `EmulatedHub` (boot_delay, require_token, users, faults, supervise_repos,
-    stop_grace, app_start_delay, job_schedule_delay, fsync).
+    stop_grace, app_start_delay, job_schedule_delay, fsync, rules). The Hub's rules are all on
+    unless `rules` turns some off (rules.py: `rules={"commit_quota": False}` or `"quota=off"`).
+    Raises ValueError for an unknown rule or option value, DataDirBusy for a data dir in use.
     """
     install_log_filter()
     sock = bind_socket(host, port)
@@ -140,18 +158,15 @@ def start_emulator(data_dir: str | Path, port: int = 0, host: str = "127.0.0.1",
     return EmulatorHandle(hub, app, server, thread, url)
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
-
-
 def options_to_argv(options: dict[str, Any]) -> list[str]:
     """Turn `start_emulator`-style keyword options into `python -m scheduler.emulator` flags."""
     argv: list[str] = []
     faults = options.pop("faults", None)
     if isinstance(faults, FaultConfig):
         faults = faults.to_dict()
+    rules = options.pop("rules", None)
+    if rules:
+        argv += ["--rules", rules_to_arg(rules)]
     for key, value in {**(faults or {}), **options}.items():
         if value is None or value is False:
             continue
@@ -166,6 +181,20 @@ def options_to_argv(options: dict[str, Any]) -> list[str]:
         else:
             argv += [flag, str(value)]
     return argv
+
+
+def rules_to_arg(rules: "Rules | str | dict") -> str:
+    """`rules` as the `--rules` flag's `name=value,...` (a Rules instance: every setting)."""
+    if isinstance(rules, str):
+        return rules
+    items = rules.to_dict() if isinstance(rules, Rules) else dict(rules)
+    parts = []
+    for key, value in items.items():
+        if key == "request_quotas":
+            parts += [f"quota.{plan}.{bucket}={n}" for plan, buckets in value.items() for bucket, n in buckets.items()]
+        else:
+            parts.append(f"{key}={'on' if value is True else 'off' if value is False else value}")
+    return ",".join(parts)
 
 
 class EmulatorProcess:
@@ -259,6 +288,10 @@ def add_server_arguments(parser) -> None:
     parser.add_argument("--supervise-repos", action="store_true",
                         help="run every Space whose repo has an app file (app.py or README app_file)")
     parser.add_argument("--no-fsync", dest="fsync", action="store_false", help="skip fsync (faster, not crash-safe)")
+    parser.add_argument("--rules", default=None, metavar="NAME=VALUE,...",
+                        help="turn off or tune the Hub's rules, which are all on by default, e.g. "
+                             "'quota=off,overlap=0' or 'commit_limit=12,commit_window_s=400' "
+                             "(GET /_emulator/rules lists them)")
     g = parser.add_argument_group("fault injection")
     g.add_argument("--error-rate", type=float, default=0.0, help="fraction of requests answered 500/502/503")
     g.add_argument("--commit-429-every", type=int, default=0, help="answer every Nth commit with 429")
@@ -284,12 +317,13 @@ def run_from_args(args) -> int:
         "retry_after_s": args.retry_after_s, "latency_s": args.latency_s, "latency_rate": args.latency_rate,
         "drop_after_commit_rate": args.drop_after_commit_rate, "paths": args.fault_paths, "seed": args.seed,
     })
+    rules = Rules().with_changes(args.rules)  # a bad --rules fails here, before the port is taken
     install_log_filter()
     sock = bind_socket(args.host, args.port)
     url = f"http://{args.host}:{sock.getsockname()[1]}"
     hub = EmulatedHub(args.data, base_url=url, boot_delay=args.boot_delay, app_start_delay=args.app_start_delay,
                       stop_grace=args.stop_grace, require_token=args.require_token, users=users, faults=faults,
-                      supervise_repos=args.supervise_repos, fsync=args.fsync)
+                      supervise_repos=args.supervise_repos, fsync=args.fsync, rules=rules)
     print(f"Hub emulator on {url} (data: {hub.data_dir})", flush=True)
     server = uvicorn.Server(uvicorn_config(create_app(hub=hub), args.host, sock.getsockname()[1]))
     try:

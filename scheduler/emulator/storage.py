@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 REPO_TYPES = ("model", "dataset", "space")
 GITATTRIBUTES = (
@@ -157,11 +157,15 @@ class Repo:
 
 
 class RepoStore:
-    """All repos of one data dir. Writes to one repo are serialised by a per-repo lock."""
+    """All repos of one data dir. Writes to one repo are serialised by a per-repo lock.
 
-    def __init__(self, root: Path, fsync: bool = True):
+    `clock` gives the time commits and repos are stamped with (the emulator clock).
+    """
+
+    def __init__(self, root: Path, fsync: bool = True, clock: Callable[[], float] = time.time):
         self.root = Path(root)
         self.fsync = fsync
+        self.clock = clock
         (self.root / "blobs").mkdir(parents=True, exist_ok=True)
         (self.root / "repos").mkdir(parents=True, exist_ok=True)
         self._locks: dict[str, threading.RLock] = {}
@@ -215,7 +219,7 @@ class RepoStore:
         with self.lock(repo_type, repo_id):
             if self.exists(repo_type, repo_id):
                 raise RepoExists(f"You already created this {repo_type} repo")
-            now = time.time()
+            now = self.clock()
             meta = {"owner": owner, "private": bool(private), "createdAt": iso(now), **(extra or {})}
             d = self._repo_dir(repo_type, repo_id)
             d.mkdir(parents=True, exist_ok=True)
@@ -315,7 +319,7 @@ class RepoStore:
 
     def _write_commit(self, repo_type: str, repo_id: str, parent: str | None, tree: dict, title: str,
                       message: str, author: str) -> Commit:
-        date = time.time()
+        date = self.clock()
         body = json.dumps([repo_type, repo_id, parent, tree, title, message, author, date, time.time_ns()],
                           sort_keys=True).encode()
         sha = hashlib.sha1(body).hexdigest()

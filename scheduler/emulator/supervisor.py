@@ -1,8 +1,12 @@
-"""Runs a Space's app as a child process, the way the Hub runs its container.
+"""Runs a Space's app as child processes, the way the Hub runs its containers.
 
-The Space runtime (spaces.py) decides when a child starts and stops; this module only owns the
+The Space runtime (spaces.py) decides when a replica starts and stops; this module only owns the
 processes: start with the Space's environment, stop with SIGTERM then SIGKILL after a grace
 period, append stdout/stderr to one log file per Space, and report exits it did not cause.
+
+A child is keyed by its replica, `"<space id>#<n>"`: during a hardware switch two replicas of one
+Space run at once. Helpers that take a bare Space id (`pid`, `running`, `stop`) act on that
+Space's newest replica (`pid`, `running`) or on all of them (`stop`).
 """
 
 from __future__ import annotations
@@ -36,12 +40,25 @@ class Supervisor:
         self._lock = threading.Lock()
         self._tokens = 0
 
-    def running(self, key: str) -> bool:
-        child = self._children.get(key)
+    def keys(self, name: str) -> list[str]:
+        """`name` itself if it is a replica key, else the keys of that Space's replicas, oldest first."""
+        with self._lock:
+            if "#" in name:
+                return [name] if name in self._children else []
+            return sorted((k for k in self._children if k.rpartition("#")[0] == name),
+                          key=lambda k: int(k.rpartition("#")[2]))
+
+    def _newest(self, name: str) -> Child | None:
+        keys = self.keys(name)
+        return self._children.get(keys[-1]) if keys else None
+
+    def running(self, name: str) -> bool:
+        child = self._newest(name)
         return child is not None and child.popen.poll() is None
 
-    def pid(self, key: str) -> int | None:
-        child = self._children.get(key)
+    def pid(self, name: str) -> int | None:
+        """The pid of that replica, or of the Space's newest replica; None when it is not running."""
+        child = self._newest(name)
         return child.popen.pid if child and child.popen.poll() is None else None
 
     def start(self, key: str, command: list[str], cwd: str | os.PathLike, env: dict[str, str],
@@ -59,7 +76,7 @@ class Supervisor:
                 stdin=subprocess.DEVNULL, start_new_session=True,
             )
         # The pid file lets the next emulator start stop an app orphaned by a SIGKILL of this one.
-        pid_file = log_path.with_suffix(".pid")
+        pid_file = log_path.with_name(f"{log_path.stem}.{key.rpartition('#')[2] or '0'}.pid")
         pid_file.write_text(str(popen.pid))
         with self._lock:
             self._tokens += 1
@@ -76,15 +93,18 @@ class Supervisor:
             except Exception:  # a report about a dead child must never kill the watcher loop
                 pass
 
-    def stop(self, key: str, grace: float = 5.0) -> int | None:
-        """SIGTERM the child's process group, SIGKILL after `grace` seconds; returns its exit code."""
-        with self._lock:
-            child = self._children.pop(key, None)
-        if child is None:
-            return None
-        child.stopping = True
-        code = _terminate(child.popen, grace)
-        child.pid_file.unlink(missing_ok=True)
+    def stop(self, name: str, grace: float = 5.0) -> int | None:
+        """SIGTERM the process group of that replica (or of every replica of that Space), SIGKILL
+        after `grace` seconds; returns the exit code of the last one stopped."""
+        code = None
+        for key in self.keys(name):
+            with self._lock:
+                child = self._children.pop(key, None)
+            if child is None:
+                continue
+            child.stopping = True
+            code = _terminate(child.popen, grace)
+            child.pid_file.unlink(missing_ok=True)
         return code
 
     def stop_all(self, grace: float = 5.0) -> None:
@@ -95,6 +115,12 @@ class Supervisor:
             t.start()
         for t in threads:
             t.join()
+
+
+def reap_orphans(log_path: Path, space_id: str) -> None:
+    """Kill the process groups recorded next to `log_path` that still run this Space's app."""
+    for pid_file in log_path.parent.glob(f"{log_path.stem}.*pid"):
+        reap_orphan(pid_file, space_id)
 
 
 def reap_orphan(pid_file: Path, space_id: str) -> None:

@@ -2,8 +2,13 @@
 
 As on the Hub, a delivery is a POST of a v3 payload with the webhook's secret in `X-Webhook-Secret`,
 sent after the commit is answered and independent of it: a slow or failing receiver never slows
-or fails a commit. Deliveries go out one at a time in commit order from one thread; the last ones
-are kept (URL, status or error, no secret) for `/_emulator/webhooks/deliveries`.
+or fails a commit, and a failed delivery is not retried. Deliveries go out one at a time in
+commit order from one thread; the last ones are kept (URL, status or error, no secret) for
+`/_emulator/webhooks/deliveries`.
+
+Rule `webhook_quota` (hub-facts §11): a webhook triggers at most `webhook_limit` times per
+`webhook_window_s` (1,000 per 24 h, emulator clock, sliding); a trigger past that is dropped and
+listed among the deliveries with `"dropped": "webhook trigger limit"`.
 """
 
 from __future__ import annotations
@@ -14,9 +19,12 @@ import threading
 import time
 from collections import deque
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .storage import atomic_write_json, read_json
+
+if TYPE_CHECKING:
+    from .hub import EmulatedHub
 
 DOMAINS = ("repo", "discussion")
 WATCH_TYPES = ("user", "org", "model", "dataset", "space")
@@ -57,9 +65,11 @@ def validate(body: dict[str, Any], partial: bool = False) -> dict[str, Any]:
 
 
 class WebhookManager:
-    def __init__(self, data_dir: Path, fsync: bool = True):
+    def __init__(self, data_dir: Path, fsync: bool = True, hub: "EmulatedHub | None" = None):
         self.path = Path(data_dir) / "webhooks.json"
         self.fsync = fsync
+        self.hub = hub
+        self._triggers: dict[str, deque[float]] = {}
         self._lock = threading.Lock()
         # One emulator process owns its data dir (hub.py locks it), so this copy is the truth and a
         # commit never reads the file to find its webhooks.
@@ -128,6 +138,7 @@ class WebhookManager:
                    if not h["disabled"] and "repo" in h["domains"]
                    and any((w["type"] == repo_type and w["name"] == repo_id)
                            or (w["type"] in ("user", "org") and w["name"] == owner) for w in h["watched"])]
+        targets = [h for h in targets if self._may_trigger(h, repo_id, new_sha)]
         for hook in targets:
             payload = {
                 "event": {"action": "update", "scope": "repo.content"},
@@ -141,6 +152,23 @@ class WebhookManager:
         if targets:
             self._ensure_sender()
         return len(targets)
+
+    def _may_trigger(self, hook: dict, repo_id: str, new_sha: str) -> bool:
+        """Count a trigger of `hook`; False (and a dropped delivery listed) past the rule's limit."""
+        rules = self.hub.rules.current if self.hub is not None else None
+        if rules is None or not rules.webhook_quota:
+            return True
+        now = self.hub.clock.now()
+        with self._lock:
+            times = self._triggers.setdefault(hook["id"], deque())
+            while times and times[0] <= now - rules.webhook_window_s:
+                times.popleft()
+            if len(times) >= rules.webhook_limit:
+                self.deliveries.append({"webhook": hook["id"], "url": hook["url"], "at": now, "repo": repo_id,
+                                        "newSha": new_sha, "dropped": "webhook trigger limit"})
+                return False
+            times.append(now)
+            return True
 
     def _ensure_sender(self) -> None:
         with self._lock:
@@ -158,7 +186,8 @@ class WebhookManager:
                     return
                 hook_id, url, secret, payload = item
                 headers = {"X-Webhook-Secret": secret} if secret else {}
-                record: dict[str, Any] = {"webhook": hook_id, "url": url, "at": time.time(),
+                at = self.hub.clock.now() if self.hub is not None else time.time()
+                record: dict[str, Any] = {"webhook": hook_id, "url": url, "at": at,
                                           "repo": payload["repo"]["name"],
                                           "newSha": payload["updatedRefs"][0]["newSha"]}
                 try:

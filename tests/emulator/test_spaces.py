@@ -32,16 +32,17 @@ def space(hf_api):
 
 
 def test_new_space_builds_then_runs_on_cpu_basic(hf_api):
-    hf_api.create_repo(SPACE, repo_type="space", space_sdk="gradio", space_sleep_time=3600)
+    hf_api.create_repo(SPACE, repo_type="space", space_sdk="gradio")
     runtime = hf_api.get_space_runtime(SPACE)
     assert runtime.stage == "BUILDING" and runtime.hardware is None and runtime.requested_hardware == "cpu-basic"
     runtime = wait_stage(hf_api, SPACE, "RUNNING")
-    assert runtime.hardware == SpaceHardware.CPU_BASIC and runtime.sleep_time == 3600
+    assert runtime.hardware == SpaceHardware.CPU_BASIC and runtime.sleep_time is None
     info = hf_api.space_info(SPACE)
     assert info.runtime.stage == "RUNNING" and info.sdk == "gradio" and info.subdomain
 
 
 def test_hardware_request_switches_after_the_boot_delay_and_is_billed(hf_api, space, emulator):
+    emulator.set_rules(replica_overlap_s=0)  # the overlap has its own tests in test_replicas.py
     runtime = hf_api.request_space_hardware(space, SpaceHardware.T4_SMALL)
     assert runtime.stage == "RUNNING_BUILDING"
     assert runtime.hardware == "cpu-basic" and runtime.requested_hardware == "t4-small"
@@ -56,15 +57,22 @@ def test_hardware_request_switches_after_the_boot_delay_and_is_billed(hf_api, sp
     # Billed from the switch to t4 until the switch back to cpu-basic finished (one boot delay later).
     assert 0.3 <= billing["billed_seconds"]["t4-small"] < 3
     assert billing["cost_usd"]["t4-small"] == pytest.approx(billing["billed_seconds"]["t4-small"] / 3600 * 0.40, rel=1e-3)
+    # The bill itself is per started minute: one t4 period, one minute.
+    [period] = billing["periods"]
+    assert period["flavor"] == "t4-small" and period["billed_minutes"] == 1 and not period["running"]
+    assert billing["billed_usd"] == {"t4-small": pytest.approx(0.40 / 60, rel=1e-3)}
     stages = [(e["hardware"], e["stage"]) for e in billing["timeline"]]
     assert ("t4-small", "RUNNING") in stages and ("t4-small", "RUNNING_BUILDING") in stages
 
 
 def test_requesting_the_current_hardware_does_not_restart(hf_api, space, emulator):
-    before = len(emulator.billing(space)["timeline"])
-    runtime = hf_api.request_space_hardware(space, "cpu-basic", sleep_time=600)
+    hf_api.request_space_hardware(space, "t4-small")
+    wait_stage(hf_api, space, "RUNNING")
+    before = emulator.billing(space)
+    runtime = hf_api.request_space_hardware(space, "t4-small", sleep_time=600)
     assert runtime.stage == "RUNNING" and runtime.sleep_time == 600
-    assert len(emulator.billing(space)["timeline"]) == before
+    after = emulator.billing(space)
+    assert len(after["timeline"]) == len(before["timeline"]) and after["boots"] == before["boots"]
 
 
 def test_pause_stops_billing_until_restart(hf_api, space, emulator):
@@ -132,19 +140,32 @@ def test_duplicate_copies_files_and_variables_but_only_requested_secrets(hf_api,
     assert excinfo.value.response.status_code == 409
 
 
-def test_space_hardware_list_has_realistic_prices(hf_api):
-    hardware = {h.name: h for h in hf_api.list_spaces_hardware()}
+def test_space_hardware_list_is_every_space_flavor_with_per_minute_prices(hf_api):
+    listed = hf_api.list_spaces_hardware()
+    hardware = {h.name: h for h in listed}
+    assert set(hardware) == {h.value for h in SpaceHardware}
+    assert listed[0].name == "zero-a10g" and hardware["zero-a10g"].unit_cost_usd == 0
     assert hardware["cpu-basic"].unit_cost_usd == 0
     assert hardware["t4-small"].unit_label == "minute"
     assert hardware["t4-small"].unit_cost_usd == pytest.approx(0.40 / 60, rel=1e-3)
     assert hardware["a100-large"].accelerator.model == "A100"
-    assert {"t4-medium", "l4x1", "a10g-large"} <= set(hardware)
 
 
-def test_unknown_flavor_is_a_400(hf_api, space):
+def test_job_hardware_list_is_every_job_flavor_and_no_zero_gpu(hf_api):
+    from huggingface_hub import JobHardware
+
+    hardware = {h.name: h for h in hf_api.list_jobs_hardware()}
+    assert set(hardware) == {h.value for h in JobHardware}
+    assert {"h200", "h200x8", "cpu-performance", "cpu-xl"} <= set(hardware) and "zero-a10g" not in hardware
+    assert hardware["h200"].accelerator.model == "H200" and hardware["h200"].unit_label == "minute"
+    assert hardware["cpu-basic"].unit_cost_usd > 0  # Jobs have no free tier
+
+
+@pytest.mark.parametrize("flavor", ["h100-imaginary", "h200", "cpu-performance"])
+def test_a_flavor_that_is_no_space_flavor_is_a_400(hf_api, space, flavor):
     with pytest.raises(HfHubHTTPError) as excinfo:
-        hf_api.request_space_hardware(space, "h100-imaginary")
-    assert excinfo.value.response.status_code == 400
+        hf_api.request_space_hardware(space, flavor)
+    assert excinfo.value.response.status_code == 400 and flavor in excinfo.value.server_message
 
 
 def test_space_creation_accepts_hardware_secrets_and_variables(hf_api, emulator):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
@@ -13,7 +14,7 @@ from huggingface_hub import HfApi
 from huggingface_hub.errors import HfHubHTTPError
 
 from scheduler.emulator import start_emulator
-from tests.support import wait_for
+from tests.support import free_port, wait_for
 
 
 @pytest.fixture
@@ -104,3 +105,29 @@ def test_webhooks_are_per_user_and_bad_definitions_name_the_field(tmp_path):
         assert [h.id for h in alice.list_webhooks()] == [hook.id]
     finally:
         handle.stop()
+
+
+def test_a_webhook_triggers_at_most_its_limit_per_window_and_is_never_retried(hf_api, emulator, receiver):
+    url, calls = receiver
+    emulator.set_rules("webhook_limit=2,webhook_window_s=3600")
+    hf_api.create_repo("demo/queue", repo_type="dataset")
+    hf_api.create_webhook(url=url, watched=[{"type": "dataset", "name": "demo/queue"}], domains=["repo"])
+    for i in range(3):
+        hf_api.upload_file(path_or_fileobj=f"{i}".encode(), path_in_repo="f", repo_id="demo/queue", repo_type="dataset")
+    wait_for(lambda: len(calls) == 2, 10, "two deliveries")
+    deliveries = httpx.get(f"{emulator.url}/_emulator/webhooks/deliveries").json()
+    assert [d.get("dropped") for d in deliveries].count("webhook trigger limit") == 1
+    emulator.advance_clock(3600)
+    hf_api.upload_file(path_or_fileobj=b"later", path_in_repo="f", repo_id="demo/queue", repo_type="dataset")
+    wait_for(lambda: len(calls) == 3, 10, "the delivery once the window moved on")
+
+
+def test_a_failed_delivery_is_not_retried(hf_api, emulator):
+    hf_api.create_repo("demo/queue", repo_type="dataset")
+    dead = f"http://127.0.0.1:{free_port()}/hook"  # nothing listens there
+    hf_api.create_webhook(url=dead, watched=[{"type": "dataset", "name": "demo/queue"}], domains=["repo"])
+    hf_api.upload_file(path_or_fileobj=b"x", path_in_repo="f", repo_id="demo/queue", repo_type="dataset")
+    wait_for(lambda: httpx.get(f"{emulator.url}/_emulator/webhooks/deliveries").json(), 10, "the attempt")
+    time.sleep(0.5)
+    [attempt] = httpx.get(f"{emulator.url}/_emulator/webhooks/deliveries").json()
+    assert attempt["error"] and "status" not in attempt

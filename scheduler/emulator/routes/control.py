@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 import re
-import time
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
+from .. import billing
 from ..faults import FaultConfig
 from ..hub import EmulatedHub
 from .common import Access, HTTPError, json_body
@@ -22,7 +21,7 @@ def build_router(hub: EmulatedHub) -> APIRouter:
 
     @router.get("/_emulator/health")
     def _health():
-        return {"ok": True, "time": time.time()}
+        return {"ok": True, "time": hub.clock.now()}
 
     @router.get("/_emulator/config")
     def _config():
@@ -47,9 +46,70 @@ def build_router(hub: EmulatedHub) -> APIRouter:
     def _stats():
         return dict(hub.faults.stats)
 
+    @router.get("/_emulator/rules")
+    def _rules_get():
+        return hub.rules.current.to_dict()
+
+    @router.post("/_emulator/rules")
+    async def _rules_set(request: Request):
+        body = await json_body(request)
+        reset = bool(body.pop("reset", False))
+        try:
+            rules = hub.rules.update(body, reset=reset)
+        except ValueError as exc:
+            raise HTTPError(400, str(exc)) from None
+        return rules.to_dict()
+
+    @router.get("/_emulator/clock")
+    def _clock_get():
+        return {"now": hub.clock.now(), "offset_s": hub.clock.offset_s, "date": hub.clock.http_date()}
+
+    @router.post("/_emulator/clock")
+    async def _clock_advance(request: Request):
+        body = await json_body(request)
+        try:
+            now = await run_in_threadpool(hub.clock.advance, body.get("advance_s", 0))
+        except (TypeError, ValueError) as exc:
+            raise HTTPError(400, str(exc)) from None
+        return {"now": now, "offset_s": hub.clock.offset_s, "date": hub.clock.http_date()}
+
+    @router.get("/_emulator/users")
+    def _users():
+        return [a.public() for a in hub.accounts.all()]
+
+    @router.post("/_emulator/users/{name}")
+    async def _user_set(request: Request, name: str):
+        body = await json_body(request)
+        try:
+            return hub.accounts.update(name, body).public()
+        except ValueError as exc:
+            raise HTTPError(400, str(exc)) from None
+
+    @router.get("/_emulator/quotas")
+    def _quotas():
+        return {**hub.quotas.usage(), "commits": hub.commit_quota.usage()}
+
+    @router.get("/_emulator/billing")
+    def _all_billing():
+        """Every paid period: Space replicas and Jobs, with totals."""
+        now = hub.clock.now()
+        periods = [p for repo in hub.store.list("space") for p in spaces.periods(repo.id)]
+        out = {"now": now, "spaces": billing.summarize(periods, now), "jobs": hub.jobs.billing()}
+        out["totals"] = {k: round(out["spaces"]["totals"][k] + out["jobs"]["totals"][k], 6)
+                         for k in out["spaces"]["totals"]}
+        return out
+
+    @router.get("/_emulator/spaces/{ns}/{name}")
+    def _space_info(ns: str, name: str):
+        return spaces.info(f"{ns}/{name}")
+
     @router.get("/_emulator/spaces/{ns}/{name}/billing")
     def _billing(ns: str, name: str):
         return spaces.billing(f"{ns}/{name}")
+
+    @router.post("/_emulator/spaces/{ns}/{name}/visit")
+    async def _visit(ns: str, name: str):
+        return await run_in_threadpool(spaces.visit, f"{ns}/{name}")
 
     @router.post("/_emulator/spaces/{ns}/{name}/supervise")
     async def _supervise(request: Request, ns: str, name: str):
@@ -74,18 +134,6 @@ def build_router(hub: EmulatedHub) -> APIRouter:
         user = request.state.user
         if user is None:
             raise HTTPError(401, "Invalid credentials in Authorization header")
-        return {
-            "type": "user",
-            "id": hashlib.sha1(user.encode()).hexdigest()[:24],
-            "name": user,
-            "fullname": user.capitalize(),
-            "email": f"{user}@example.invalid",
-            "emailVerified": True,
-            "avatarUrl": f"{access.endpoint(request)}/avatars/{user}.svg",
-            "isPro": False,
-            "canPay": True,
-            "orgs": [],
-            "auth": {"type": "access_token", "accessToken": {"displayName": "emulator", "role": "write"}},
-        }
+        return hub.accounts.whoami(user, access.endpoint(request))
 
     return router

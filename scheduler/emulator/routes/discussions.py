@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 from fastapi import APIRouter, Request
@@ -32,7 +31,7 @@ def build_router(hub: EmulatedHub) -> APIRouter:
             path = _discussions_file(hub.data_dir, rtype, repo_id)
             with hub.store.lock(rtype, repo_id):
                 items = read_json(path) or []
-                now = iso(time.time())
+                now = iso(hub.clock.now())
                 num = len(items) + 1
                 items.append({"num": num, "title": title, "createdAt": now, "author": {"name": request.state.user},
                               "events": [{"id": f"{num:024x}", "type": "comment", "createdAt": now,

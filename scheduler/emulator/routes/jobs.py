@@ -30,8 +30,10 @@ def build_router(hub: EmulatedHub) -> APIRouter:
     async def _run_job(request: Request, ns: str):
         body = await json_body(request)
         access.job_ns(request, ns)
-        if body.get("flavor") and body["flavor"] not in hardware.FLAVORS:
-            raise HTTPError(400, f"Invalid flavor {body['flavor']!r}")
+        if body.get("flavor") and body["flavor"] not in hardware.JOB_FLAVORS:
+            raise HTTPError(400, f"Invalid flavor {body['flavor']!r}; Job flavors: {', '.join(hardware.JOB_FLAVORS)}")
+        if hub.rules.current.plans:
+            hub.accounts.check_jobs(ns)
         try:
             return await run_in_threadpool(jobs.create, ns, body, request.state.user)
         except ValueError as exc:

@@ -15,7 +15,6 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from .. import hardware
 from ..hub import EmulatedHub
 from ..spaces import subdomain
 from ..storage import (
@@ -64,8 +63,8 @@ def build_router(hub: EmulatedHub) -> APIRouter:
             if sdk not in SDKS:
                 raise HTTPError(400, f"sdk must be one of {sorted(SDKS)}")
             extra["sdk"] = sdk
-            if body.get("hardware") and body["hardware"] not in hardware.FLAVORS:
-                raise HTTPError(400, f"Invalid hardware flavor {body['hardware']!r}")
+            if not store.exists(rtype, repo_id):
+                spaces.check_new(repo_id, sdk, body)
         try:
             await run_in_threadpool(store.create, rtype, repo_id, user, private, extra)
         except RepoExists as exc:
@@ -250,6 +249,8 @@ def build_router(hub: EmulatedHub) -> APIRouter:
         if request.query_params.get("create_pr") in ("1", "true", "True"):
             raise HTTPError(400, "Pull requests are not supported by the emulator")
         header, ops = _parse_ndjson(await request.body())
+        quota_key = f"{rtype}/{repo_id}"
+        slot = hub.commit_quota.reserve(quota_key)
         try:
             commit = await run_in_threadpool(
                 store.commit, rtype, repo_id, ops, title=header.get("summary") or "Upload files",
@@ -257,7 +258,12 @@ def build_router(hub: EmulatedHub) -> APIRouter:
                 parent_commit=header.get("parentCommit"))
         except ParentMismatch as exc:
             hub.faults.count("commit_412")
+            if not hub.rules.current.count_412:
+                hub.commit_quota.release(quota_key, slot)
             return error_response(412, str(exc))
+        except BaseException:
+            hub.commit_quota.release(quota_key, slot)
+            raise
         hub.faults.count("commits")
         if rtype == "space":
             await run_in_threadpool(spaces.on_commit, repo_id)
@@ -283,6 +289,8 @@ def build_router(hub: EmulatedHub) -> APIRouter:
         split_id(dst_id)
         url = f"{access.endpoint(request)}/{PREFIX[rtype]}{dst_id}"
         src_repo = store.get(rtype, src_id)
+        if rtype == "space" and not store.exists(rtype, dst_id):
+            spaces.check_new(dst_id, src_repo.meta.get("sdk"), body)
         head = store.resolve(rtype, src_id, "main")
         files = {p: store.read_blob(m["oid"]) for p, m in head.tree.items()}
         private = body.get("visibility", "private" if src_repo.meta.get("private") else "public") != "public"
@@ -297,9 +305,12 @@ def build_router(hub: EmulatedHub) -> APIRouter:
             variables = [{"key": k, **v} for k, v in (src_state.get("variables") or {}).items()]
             keys = {v["key"] for v in body.get("variables") or []}
             variables = [v for v in variables if v["key"] not in keys] + list(body.get("variables") or [])
+            flavor = body.get("hardware") or "cpu-basic"
+            # The source's sleep time goes with it, except onto cpu-basic, where none can be set.
+            inherited = src_state.get("gcTimeout") if flavor != "cpu-basic" else None
             await run_in_threadpool(spaces.create, dst_id, {
-                "hardware": body.get("hardware") or "cpu-basic",
-                "sleepTimeSeconds": body.get("sleepTimeSeconds", src_state.get("gcTimeout")),
+                "hardware": flavor,
+                "sleepTimeSeconds": body.get("sleepTimeSeconds", inherited),
                 "secrets": body.get("secrets") or [],
                 "variables": variables,
                 "volumes": body.get("volumes") or src_state.get("volumes"),

@@ -1,11 +1,12 @@
-"""Space routes: hardware, runtime, sleep time, pause, restart, dev mode, secrets, variables, volumes
-and logs."""
+"""Space routes: hardware, runtime, sleep time, pause, restart, dev mode, secrets, variables, volumes,
+logs, and the Space's page (a visit, which wakes a sleeping Space)."""
 
 from __future__ import annotations
 
-import time
+import html
 
 from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse
 from starlette.concurrency import run_in_threadpool
 
 from .. import hardware
@@ -22,6 +23,15 @@ def build_router(hub: EmulatedHub) -> APIRouter:
     @router.get("/api/spaces/hardware")
     def _spaces_hardware():
         return hardware.hardware_list(jobs=False)
+
+    @router.get("/spaces/{ns}/{name}")
+    async def _page(request: Request, ns: str, name: str):
+        """The Space's page on the Hub: opening it is a visit."""
+        sid = f"{ns}/{name}"
+        access.visible_repo(request, "space", sid)
+        runtime = await run_in_threadpool(spaces.visit, sid)
+        return HTMLResponse(f"<!doctype html><title>{html.escape(sid)}</title>"
+                            f"<h1>{html.escape(sid)}</h1><p>{html.escape(runtime['stage'])}</p>")
 
     @router.get("/api/spaces/{ns}/{name}/runtime")
     def _runtime(request: Request, ns: str, name: str):
@@ -83,7 +93,7 @@ def build_router(hub: EmulatedHub) -> APIRouter:
     def _space_logs(request: Request, ns: str, name: str, kind: str):
         sid = f"{ns}/{name}"
         access.visible_repo(request, "space", sid)
-        now = iso(time.time())
+        now = iso(hub.clock.now())
         if kind == "build":
             events = [{"data": f"{e['time']} {e['stage']} hardware={e['hardware']} requested={e['requested']}\n",
                        "timestamp": e["time"]} for e in spaces.load(sid).get("timeline", [])]
@@ -125,7 +135,7 @@ def _add_key_value_routes(router: APIRouter, hub: EmulatedHub, access: Access, k
         if not key or not isinstance(key, str):
             raise HTTPError(400, "key is required")
         entry = None if delete else {"value": str(body.get("value", "")), "description": body.get("description"),
-                                     "updatedAt": iso(time.time())}
+                                     "updatedAt": iso(hub.clock.now())}
         items = await run_in_threadpool(spaces.set_key, sid, kind, key, entry)
         return {} if secret else _kv_public(items, with_value=True)
 
