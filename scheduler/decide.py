@@ -29,7 +29,7 @@ from datetime import datetime
 from typing import Collection, Iterable, Union
 
 from .flavors import FALLBACK_SPACE_FLAVORS, ZERO_GPU
-from .hardware import ERROR_STAGES, IDLE_FLAVOR, STOPPED_STAGES, Runtime, is_paid
+from .hardware import ERROR_STAGES, IDLE_FLAVOR, SLEEPING_STAGES, STOPPED_STAGES, Runtime, is_paid
 from .lease import Holder, is_predecessor
 from .tasks import Status, Task
 
@@ -134,7 +134,7 @@ def decide(runtime: Runtime, tasks: Iterable[Task], now: datetime, *, holder: Ho
             return RunTask(task.id, task.hardware, where)
         return _idle(later, "local worker" if runtime.local else "Jobs executor")
 
-    if runtime.stage in STOPPED_STAGES:
+    if runtime.stage in STOPPED_STAGES | SLEEPING_STAGES:
         return Wait(f"the Space is {runtime.stage.lower()}; only its owner restarts it")
 
     if runtime.switching:
@@ -152,8 +152,8 @@ def decide(runtime: Runtime, tasks: Iterable[Task], now: datetime, *, holder: Ho
     current = runtime.hardware or policy.idle_flavor
     on_paid = is_paid(current, policy.idle_flavor)
     if not replica_ready:
-        return Wait(f"the Space is on {current} but this replica has no such accelerator (an old replica "
-                    f"during a switch): the new one runs the tasks")
+        return Wait(f"the Space is on {current} but this replica is not on that hardware (an old replica "
+                    f"during a switch): the new one takes over")
 
     unknown = [t for t in ready if t.hardware not in offered and t.hardware != policy.idle_flavor]
     if unknown:

@@ -16,6 +16,7 @@ is the worker's one lifecycle (worker.py), the same for all three.
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import sys
@@ -73,6 +74,10 @@ class Executor(Protocol):
     def price(self, flavor: str | None) -> float:
         """USD per hour of `flavor` on this executor."""
 
+    def cost_usd(self, seconds: float, flavor: str | None) -> float:
+        """What a run of `seconds` on `flavor` costs: its share of the Space's paid period, or the bill
+        of its own Job (per started minute)."""
+
     def adopt(self, held: dict[str, Task]) -> list[Run]:
         """Runs still going for tasks this worker's home holds (`held`: task id -> task, with their
         lease ids), found again after a restart; anything else it finds of ours is stopped."""
@@ -124,6 +129,10 @@ class ProcessExecutor:
 
     def price(self, flavor: str | None) -> float:
         return self._prices().get(flavor or "", 0.0)
+
+    def cost_usd(self, seconds: float, flavor: str | None) -> float:
+        # The run's share of its replica's period; the period itself is billed per started minute.
+        return seconds / 3600 * self.price(flavor)
 
     def adopt(self, held: dict[str, Task]) -> list[Run]:
         return []  # a child process does not outlive the worker that started it (its watchdog)
@@ -321,6 +330,10 @@ class JobsExecutor:
 
             self._prices = job_prices(self.api)
         return self._prices.get(flavor or "", 0.0)
+
+    def cost_usd(self, seconds: float, flavor: str | None) -> float:
+        # A Job is its own paid period: billed per started minute (hub-facts §11).
+        return math.ceil(seconds / 60) * self.price(flavor) / 60 if seconds > 0 else 0.0
 
 
 def _label_value(value: str) -> str:

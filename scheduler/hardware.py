@@ -34,7 +34,10 @@ FALLBACK_JOB_PRICES: dict[str, float] = {n: f.usd_per_hour for n, f in FALLBACK_
 INTERMEDIATE_STAGES = frozenset({"BUILDING", "RUNNING_BUILDING", "APP_STARTING", "RUNNING_APP_STARTING"})
 # Stages in which the app cannot come up on the requested hardware without someone acting.
 ERROR_STAGES = frozenset({"BUILD_ERROR", "RUNTIME_ERROR", "CONFIG_ERROR", "NO_APP_FILE"})
-STOPPED_STAGES = frozenset({"PAUSED", "STOPPED", "DELETING"})
+# A Space that slept after inactivity: the Hub's stage for it is undocumented (hub-facts §11), both are
+# handled. A restart or a visit wakes it; a PAUSED Space stays paused until its owner restarts it.
+SLEEPING_STAGES = frozenset({"SLEEPING", "STOPPED"})
+STOPPED_STAGES = frozenset({"PAUSED", "DELETING"})
 # The app process is up (it may still be finishing its start) on `hardware`.
 APP_UP_STAGES = frozenset({"RUNNING", "APP_STARTING", "RUNNING_APP_STARTING"})
 

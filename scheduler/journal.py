@@ -39,8 +39,10 @@ class Journal:
         for path in self.dir.glob("*.json"):
             try:
                 out.append((path.stat().st_mtime, Outcome.from_json(json.loads(path.read_text(encoding="utf-8")))))
+            except FileNotFoundError:
+                continue  # recorded and removed meanwhile
             except (OSError, ValueError, KeyError):
-                path.rename(path.with_suffix(".unreadable"))
+                path.replace(path.with_suffix(".unreadable"))
         return [o for _, o in sorted(out, key=lambda item: item[0])]
 
     def holds(self, task_id: str) -> bool:

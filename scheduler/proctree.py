@@ -83,3 +83,16 @@ def kill_tree(pgid: int | None, marker: str | None, *, rounds: int = 5) -> int:
             break
         time.sleep(0.05)
     return signalled
+
+
+def process_started_at(pid: int | None = None) -> float | None:
+    """When a process (default: this one) started, in seconds since the epoch (this machine's clock),
+    from /proc; None where /proc cannot tell."""
+    try:
+        stat = Path(f"/proc/{pid or os.getpid()}/stat").read_text()
+        ticks = int(stat[stat.rfind(")") + 2:].split()[19])
+        boot = next(int(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
+                    if line.startswith("btime "))
+        return boot + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None

@@ -92,7 +92,7 @@ def _out_of_attempts(task: Task, now: datetime) -> Task:
 
 
 def claim_task(holder: str, lease_id: str, lease_s: LeaseSpan, hardware: Iterable[str] | None = None,
-               takeover: Iterable[str] = ()) -> Transform[Task | None]:
+               takeover: Iterable[str] = (), exclude: Iterable[str] = ()) -> Transform[Task | None]:
     """Take the next runnable task (priority, then age) under the fencing token `lease_id`.
 
     `takeover`: ids of RUNNING tasks the caller knows to be abandoned (its own predecessor's runs),
@@ -110,6 +110,8 @@ def claim_task(holder: str, lease_id: str, lease_s: LeaseSpan, hardware: Iterabl
         updates: dict[int, Task] = {}
         candidates: list[tuple[int, Task]] = []
         for i, task in tasks.items():
+            if task.id in mine:
+                continue
             free = task.is_runnable(now) or (task.id in abandoned and task.status is Status.RUNNING)
             if free and task.status is Status.RUNNING and task.attempts >= task.max_attempts:
                 updates[i] = _out_of_attempts(task, now)
@@ -214,6 +216,7 @@ class ClaimSpec:
     lease_s: LeaseSpan
     hardware: tuple[str, ...] | None = None
     takeover: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
 
 
 @dataclass
@@ -224,9 +227,11 @@ class Settled:
     claimed: Task | None = None
 
 
-def settle(outcomes: Sequence[Outcome], claim: ClaimSpec | None = None) -> Transform[Settled]:
+def settle(outcomes: Sequence[Outcome], claim: ClaimSpec | None = None,
+           files: Mapping[str, Callable[[bytes | None], bytes]] | None = None) -> Transform[Settled]:
     """Record finished runs and claim the next task in one write: in a drain, finishing task N and
-    claiming task N+1 costs one commit (the Hub allows 128 commits per hour per repository)."""
+    claiming task N+1 costs one commit (the Hub allows 128 commits per hour per repository). `files`:
+    other files of the repo to update in the same commit (e.g. billing.opened)."""
 
     def apply(table: Table, now: datetime) -> Change[Settled]:
         out = Settled()
@@ -241,10 +246,11 @@ def settle(outcomes: Sequence[Outcome], claim: ClaimSpec | None = None) -> Trans
             if i is not None:
                 current = current.with_task(i, task)
         if claim is not None:
-            change = claim_task(claim.holder, claim.lease_id, claim.lease_s, claim.hardware, claim.takeover)(current, now)
+            change = claim_task(claim.holder, claim.lease_id, claim.lease_s, claim.hardware, claim.takeover,
+                                claim.exclude)(current, now)
             out.claimed = change.result
             current = current if change.table is None else change.table
-        return Change(None if current is table else current, out)
+        return Change(None if current is table else current, out, dict(files or {}))
 
     return apply
 
@@ -625,12 +631,27 @@ class TaskQueue:
         """Record one run's outcome (idempotent). Raises TaskCancelled/LeaseLost when its lease is stale."""
         return self.transact(record_outcome(outcome), f"Task {outcome.task_id}: {outcome.status or outcome.stop}")
 
-    def settle(self, outcomes: Sequence[Outcome], claim: ClaimSpec | None = None) -> Settled:
+    def settle(self, outcomes: Sequence[Outcome], claim: ClaimSpec | None = None,
+               files: Mapping[str, Callable[[bytes | None], bytes]] | None = None) -> Settled:
         """Record outcomes and claim the next task in one write (see `settle`)."""
         parts = [f"{len(outcomes)} outcome(s)"] if outcomes else []
         if claim is not None:
             parts.append(f"claim for {claim.holder}")
-        return self.transact(settle(list(outcomes), claim), "Record " + " and ".join(parts))
+        if files:
+            parts.append(", ".join(files))
+        return self.transact(settle(list(outcomes), claim, files), "Record " + " and ".join(parts))
+
+    def update_files(self, files: Mapping[str, Callable[[bytes | None], bytes]], message: str) -> None:
+        """Update other files of the queue's repo in one write, tasks.csv unchanged."""
+        self.transact(lambda table, now: Change(None, None, dict(files)), message)
+
+    def read_file(self, path: str) -> bytes | None:
+        """Another file of the queue's repo (e.g. billing/periods.csv) as of the current version."""
+        def read() -> bytes | None:
+            version = self.store.head()
+            return self.store.read_at(path, version)
+
+        return self._available(read)
 
     def complete(self, task_id: str, lease_id: str, result: Mapping[str, Any] | None = None, *,
                  gpu_seconds: float | None = None, cost_usd: float | None = None, log: str = "") -> Task:

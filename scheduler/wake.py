@@ -21,7 +21,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping
 
-from .hardware import STOPPED_STAGES, SpaceController, is_paid
+from .hardware import ERROR_STAGES, SLEEPING_STAGES, STOPPED_STAGES, SpaceController, is_paid
 from .redact import register_secret
 
 ENV_SPACE = "SCHEDULER_SPACE"
@@ -32,9 +32,13 @@ SECRET_HEADER = "x-webhook-secret"
 
 @dataclass(frozen=True)
 class WakeResult:
+    """What a wake did. `attention`: the task will not run until someone acts (a paused Space, a request
+    the Hub refused) or must wait for the Space to boot; what to tell the person who added it."""
+
     flavor: str | None
     requested: bool
     reason: str
+    attention: str | None = None
 
 
 class Waker:
@@ -65,19 +69,38 @@ class Waker:
         flavor = task.hardware
         with self._lock:  # two adds from one client must not become two requests (two restarts)
             runtime = self.controller.runtime()
+            if runtime.stage in SLEEPING_STAGES:
+                # A slept Space boots again on a restart (or a visit); its worker then asks for the GPU.
+                self.controller.restart()
+                return self._note(flavor, True, f"{self.space_id} was asleep ({runtime.stage}): restarted it; "
+                                                f"it asks for {flavor} once it is up",
+                                  attention=f"{self.space_id} was asleep: it is starting, the task runs once it is up")
+            if runtime.stage in STOPPED_STAGES:
+                return self._note(flavor, False, f"the Space is {runtime.stage}; its owner restarts it",
+                                  attention=f"{self.space_id} is {runtime.stage}; this task will wait until its "
+                                            f"owner restarts it")
+            if runtime.stage in ERROR_STAGES:
+                return self._note(flavor, False, f"the Space is in {runtime.stage}",
+                                  attention=f"{self.space_id} is in {runtime.stage} ({runtime.error or 'see its logs'}); "
+                                            f"this task will wait until the Space runs again")
             if flavor in (runtime.hardware, runtime.requested_hardware):
                 return self._note(flavor, False, f"{flavor} is already current or requested")
-            if runtime.stage in STOPPED_STAGES:
-                return self._note(flavor, False, f"the Space is {runtime.stage}; its owner restarts it")
             # A Space building on the idle flavor may be restarted for free; one on a GPU may not.
             if is_paid(runtime.hardware, idle) or is_paid(runtime.requested_hardware, idle):
                 return self._note(flavor, False, "the Space is busy on other hardware; its worker switches next")
             sleep_time = max(self.sleep_time_s, int(getattr(task, "timeout_s", 0) or 0) + 600)
-            self.controller.request(flavor, sleep_time)
+            try:
+                self.controller.request(flavor, sleep_time)
+            except Exception as exc:
+                from .hub import describe
+
+                return self._note(flavor, False, f"the Hub refused {flavor}: {describe(exc)}",
+                                  attention=f"the Hub refused {flavor} for {self.space_id} ({describe(exc)}); the "
+                                            f"Space's worker will try again and fail the task if it cannot")
             return self._note(flavor, True, f"requested {flavor} (sleep time {sleep_time}s)")
 
-    def _note(self, flavor: str | None, requested: bool, reason: str) -> WakeResult:
-        self.last = WakeResult(flavor, requested, reason)
+    def _note(self, flavor: str | None, requested: bool, reason: str, attention: str | None = None) -> WakeResult:
+        self.last = WakeResult(flavor, requested, reason, attention)
         return self.last
 
 

@@ -32,6 +32,7 @@ from typing import Callable
 from filelock import FileLock, Timeout
 from huggingface_hub.errors import HfHubHTTPError
 
+from . import billing
 from . import decide as rules
 from .background import BackgroundLoop
 from .callbacks import TaskFiles, TaskLog, read_progress, tail_log, write_json_atomic
@@ -45,6 +46,7 @@ from .journal import Journal
 from .lease import (DEFAULT_HEARTBEAT_S, SPACE_LEASE_MARGIN_S, Holder, heartbeat_lease_s, is_predecessor,
                     new_boot_id, new_lease_id)
 from .outcome import LOG_LIMIT_CHARS, Outcome, RunResult, StopReason, decide_outcome
+from .proctree import process_started_at
 from .queue import ClaimSpec, Interrupted, TaskCancelled, TaskQueue
 from .redact import redact, register_secret
 from .settings import WorkerSettings
@@ -117,6 +119,9 @@ class Worker(BackgroundLoop):
         self._accelerators: Accelerators | None = None  # this machine's GPUs, read once
         self._sleep_time_set: int | None = None  # the sleep time this worker last set
         self._spilled = False  # outcomes came from the Space secret SPILL_SECRET
+        # Repo files to update with the next commit the worker makes anyway (billing.opened).
+        self._pending_files: dict = {}
+        self._period: billing.Period | None = None  # this replica's paid period, if it is on paid hardware
         self._watchers: list[threading.Thread] = []
         queue.on_wait = self._waiting
         self._init_loop({"worker": self.id, "space": space, "executor": executor.name, "state": "starting",
@@ -330,6 +335,7 @@ class Worker(BackgroundLoop):
                                 f"worker its own --work-dir") from None
             self._home_lock = lock
         self._unspill()
+        self._open_period()
         self._boot()
         self._stay_idle()
         self._adopt()
@@ -337,6 +343,33 @@ class Worker(BackgroundLoop):
             self._settle(None)
         self._forget_spill()
         self._started = True
+
+    def _open_period(self) -> None:
+        """Inside its own Space on paid hardware, this replica is one paid period from its process's start
+        (billing.py); it is written with the next commit."""
+        if not (self.inside_space and self.manages_hardware) or self._period is not None:
+            return
+        runtime = self.controller.runtime()
+        if not is_paid(runtime.hardware, self.policy.idle_flavor) or not self._replica_ready(runtime):
+            return
+        now_hub, now_local = self.queue.clock(), time.time()
+        started = process_started_at() or now_local
+        start = (now_hub - timedelta(seconds=max(0.0, now_local - started))).replace(microsecond=0)
+        self._period = billing.Period(self.holder.boot, self.controller.space_id, runtime.hardware, start)
+        self._pending_files[billing.PERIODS_PATH] = billing.opened(self._period)
+
+    def _close_period(self) -> None:
+        """The replica is stopping: its paid period ends now (one commit)."""
+        if self._period is None:
+            return
+        end = self.queue.clock().replace(microsecond=0)
+        files = {billing.PERIODS_PATH: _chain(self._pending_files.pop(billing.PERIODS_PATH, None),
+                                              billing.closed(self._period.replica, end))}
+        try:
+            self.queue.update_files(files, f"Billing: {self._period.flavor} replica {self._period.replica} stopped")
+            self._period = None
+        except Exception as exc:
+            self._set(last_error=redact(f"the end of this replica's paid period was not written: {describe(exc)}"))
 
     def _shutdown(self) -> None:
         """Stop every run (its outcome is journaled and, if the Hub answers at once, recorded), then give
@@ -354,6 +387,8 @@ class Worker(BackgroundLoop):
                     self._settle(None)
                 except Exception as exc:
                     self._set(last_error=redact(f"outcomes kept in the journal for the next start: {describe(exc)}"))
+            if self._stop.is_set():
+                self._close_period()
         finally:
             try:
                 self.release()
@@ -466,7 +501,7 @@ class Worker(BackgroundLoop):
     def _ended(self, active: ActiveRun, result: RunResult) -> None:
         wall = time.monotonic() - active.started
         seconds = active.run.billed_seconds(wall)
-        cost = seconds / 3600 * self.executor.price(active.flavor)
+        cost = self.executor.cost_usd(seconds, active.flavor)
         log = "\n".join(tail_log(active.task.id, 200, self.work_dir))
         if not result.ok and active.stop is None and self._stop.is_set():
             active.stop = StopReason.WORKER_STOPPED  # the signal that stopped us reached the run first
@@ -546,8 +581,11 @@ class Worker(BackgroundLoop):
         if not outcomes and claim is None:
             return None
         self._claim = claim
-        settled = self.queue.settle(outcomes, claim)
+        files = dict(self._pending_files)
+        settled = self.queue.settle(outcomes, claim, files)
         self._claim = None
+        for path in files:
+            self._pending_files.pop(path, None)
         by_id = {o.task_id: o for o in outcomes}
         for task_id, answer in settled.recorded.items():
             self.journal.remove(by_id[task_id])
@@ -581,7 +619,8 @@ class Worker(BackgroundLoop):
             if want and paid:
                 self._cover_sleep_time(flavor, runtime)
             if want or self.journal.pending():
-                spec = ClaimSpec(self.id, new_lease_id(), self._lease, hardware, tuple(takeover)) if want else None
+                spec = (ClaimSpec(self.id, new_lease_id(), self._lease, hardware, tuple(takeover), tuple(self.runs))
+                        if want else None)
                 sent = time.monotonic()
                 task = self._settle(spec)
                 if task is not None:
@@ -616,13 +655,18 @@ class Worker(BackgroundLoop):
     # ------------------------------------------------------------ hardware
 
     def _replica_ready(self, runtime: Runtime) -> bool:
-        """Inside its own Space, a replica runs a flavor's tasks only on that flavor's GPUs: during a
-        switch the old replica reads the new `hardware.current` but has no such GPU (hub-facts §11)."""
-        if not (self.inside_space and self.manages_hardware and is_paid(runtime.hardware, self.policy.idle_flavor)):
+        """Inside its own Space, only the replica physically on `hardware.current` acts: during a switch
+        the old replica runs on for a moment and reads the new flavor (hub-facts §11). A replica without
+        the flavor's GPUs, or with GPUs when the flavor has none, is that old replica: it runs nothing
+        and requests nothing."""
+        if not (self.inside_space and self.manages_hardware and runtime.hardware):
             return True
         if self._accelerators is None:
             self._accelerators = probe_accelerators()
-        return self._accelerators.can_run(self._space_flavors().flavors.get(runtime.hardware or ""))
+        flavor = self._space_flavors().flavors.get(runtime.hardware)
+        if flavor is not None and not flavor.gpu_count:
+            return self._accelerators.count == 0
+        return self._accelerators.can_run(flavor)
 
     def _offered(self) -> frozenset[str]:
         return frozenset(self._space_flavors().trainable())
@@ -826,6 +870,13 @@ class Worker(BackgroundLoop):
             self._note_switch(target)
             return 0.0
         return max(0.0, time.time() - float(switch.get("since", time.time())))
+
+
+def _chain(first, then):
+    """Two file updates applied in order (either may be None)."""
+    if first is None:
+        return then
+    return lambda data: then(first(data))
 
 
 def _permanent(exc: BaseException) -> bool:

@@ -26,9 +26,21 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="duplicate this Space instead of creating an empty one")
     p.add_argument("--callback", default=None, help="module:function the Space runs for each task")
     p.add_argument("--allowed-users", default="", metavar="A,B", help="users allowed to submit from the app")
-    p.add_argument("--public", action="store_true", help="make a new Space public (default: private)")
+    visibility = p.add_mutually_exclusive_group()
+    visibility.add_argument("--public", dest="public", action="store_true", default=None,
+                            help="make a new Space public (default: public only when --allowed-users names people "
+                                 "outside its owner, who could not reach a private Space)")
+    visibility.add_argument("--private", dest="public", action="store_false", help="make a new Space private")
     p.add_argument("--volume", action="append", default=[], metavar="hf://[TYPE/]SOURCE[/PATH]:/MOUNT[:ro]")
-    p.add_argument("--sleep-time", type=int, default=None, help="seconds of inactivity before the Space sleeps")
+    p.add_argument("--sleep-time", type=int, default=None,
+                   help="the sleep time the worker requests paid hardware with, in seconds (a safety net; the idle "
+                        "cpu-basic Space's own sleep time cannot be set on the Hub)")
+    p.add_argument("--executor", choices=["space", "jobs"], default=None,
+                   help="space: the Space switches to each task's GPU (default); jobs: one Hugging Face Job per task")
+    p.add_argument("--rotate-secrets", action="store_true",
+                   help="replace the HF_TOKEN and webhook secrets even if set (each secret write restarts the Space)")
+    p.add_argument("--force", action="store_true",
+                   help="restart the Space for new code or settings even while it runs a task (default: wait)")
     p.add_argument("--no-webhook", action="store_true",
                    help="do not register the Hub webhook that wakes the Space on every commit to the queue "
                         "(the Space then sees new tasks at its next poll)")
@@ -59,6 +71,7 @@ def cmd_deploy(args) -> int:
         space_id=args.space_id, queue_repo=_queue_repo(args.queue), from_space=args.from_space,
         callback=args.callback, allowed_users=[u.strip() for u in args.allowed_users.split(",") if u.strip()],
         public=args.public, volumes=_volumes(args.volume) or [], sleep_time=args.sleep_time,
+        executor=args.executor, rotate_secrets=args.rotate_secrets, force=args.force,
         app_dir=Path(args.app_dir) if args.app_dir else APP_DIR, token=args.token,
         webhook=not args.no_webhook, webhook_url=args.webhook_url,
         # Read now, not at import: the client fixes its default endpoint when first imported.

@@ -35,10 +35,8 @@ if not Path(CHROMIUM).exists() and not os.environ.get("CI"):
 def demo(tmp_path):
     """`space-scheduler demo` in the background; yields the app's URL; Ctrl-C at the end."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    # until the product checks the GPU it physically has before claiming GPU work: with the replica
-    # overlap on, the old cpu-basic replica of a switch claims the task and trains it on the CPU.
     proc = subprocess.Popen([sys.executable, "-m", "scheduler", "demo", "--data", str(tmp_path / "hub"),
-                             "--boot-delay", "1", "--recipe", "numpy", "--rules", "overlap=0"],
+                             "--boot-delay", "1", "--recipe", "numpy"],
                             cwd=tmp_path, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     lines: list[str] = []

@@ -19,10 +19,8 @@ from .conftest import ROOT
 
 def run_demo(tmp_path, *extra: str) -> str:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    # until the product checks the GPU it physically has before claiming GPU work: with the replica
-    # overlap on, the old cpu-basic replica of a switch claims tasks and trains them on the CPU.
     done = subprocess.run([sys.executable, "-m", "scheduler", "demo", "--submit", "3", "--until-idle",
-                           "--data", str(tmp_path / "hub"), "--boot-delay", "1", "--rules", "overlap=0", *extra],
+                           "--data", str(tmp_path / "hub"), "--boot-delay", "1", *extra],
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=400)
     out = done.stdout
     assert done.returncode == 0, out + done.stderr

@@ -47,10 +47,8 @@ def tasks_csv(hf_api) -> bytes:
 
 def test_a_fresh_deploy_creates_a_private_queue_and_a_private_space_with_code_secret_and_variables(deploy, hf_api,
                                                                                                  emulator):
-    # until the product never sets a sleep time on the cpu-basic Space (--sleep-time belongs to the
-    # paid hardware the worker requests): the Hub refuses it with 400.
-    emulator.set_rules(fixed_cpu_basic_sleep=False)
-    code, out, err = deploy("--callback", "train:train", "--allowed-users", "alice, bob", "--sleep-time", "600")
+    code, out, err = deploy("--callback", "train:train", "--allowed-users", "alice, bob", "--sleep-time", "600",
+                            "--private")
     assert code == 0, err
     assert out.strip().splitlines()[-1] == f"{hf_api.endpoint}/spaces/{SPACE}"
     assert hf_api.dataset_info(QUEUE).private
@@ -63,8 +61,12 @@ def test_a_fresh_deploy_creates_a_private_queue_and_a_private_space_with_code_se
     assert set(hf_api.get_space_secrets(SPACE)) == {"HF_TOKEN", "WEBHOOK_SECRET"}
     variables = {k: v.value for k, v in hf_api.get_space_variables(SPACE).items()}
     assert variables == {"SCHEDULER_QUEUE": f"hf://datasets/{QUEUE}", "SCHEDULER_CALLBACK": "train:train",
-                         "SCHEDULER_ALLOWED_USERS": "alice,bob"}
-    assert hf_api.get_space_runtime(SPACE).sleep_time == 600
+                         "SCHEDULER_ALLOWED_USERS": "alice,bob", "SCHEDULER_SLEEP_TIME_S": "600"}
+    # --sleep-time is the safety net of the paid hardware the worker requests: the idle cpu-basic
+    # Space's own sleep time cannot be set on the Hub (400), so deploy never tries.
+    assert hf_api.get_space_runtime(SPACE).sleep_time in (None, 172800)
+    assert "alice, bob can reach the Space only if it is public" in out
+    assert not any(f.startswith("scheduler/emulator/") for f in files)
     assert TEST_TOKEN not in out + err
 
 
@@ -109,19 +111,20 @@ def test_a_step_that_fails_half_way_is_named_and_running_again_completes_the_dep
     assert "SCHEDULER_QUEUE" in hf_api.get_space_variables(SPACE)
 
 
-def test_without_a_local_token_the_secret_step_is_named_and_no_token_is_invented(deploy, hf_api, monkeypatch):
+def test_without_a_local_token_nothing_is_written_and_no_token_is_invented(deploy, hf_api, monkeypatch):
     monkeypatch.delenv("HF_TOKEN")
     code, _, err = deploy()
     assert code == 2
-    assert "deploy step 'secret' failed: no Hub token" in err
-    assert not hf_api.get_space_secrets(SPACE)
+    assert "no Hub token" in err and "hf auth login" in err
+    assert not hf_api.repo_exists(SPACE, repo_type="space") and not hf_api.repo_exists(QUEUE, repo_type="dataset")
 
 
 def test_a_dry_run_prints_every_step_and_writes_nothing(deploy, hf_api):
     code, out, err = deploy("--dry-run", "--sleep-time", "300")
     assert code == 0, err
-    for step in ("queue", "space", "code", "secret", "webhook", "variables", "sleep-time"):
+    for step in ("queue", "space", "code", "secret", "webhook", "variables"):
         assert f"] {step}: " in out
+    assert "SCHEDULER_SLEEP_TIME_S=300" in out
     assert "dry run" in out
     assert not hf_api.repo_exists(SPACE, repo_type="space")
     assert not hf_api.repo_exists(QUEUE, repo_type="dataset")
@@ -191,3 +194,78 @@ def test_no_webhook_registers_none_and_a_webhook_url_is_used_as_given(deploy, hf
     assert hf_api.list_webhooks() == [] and "WEBHOOK_SECRET" not in hf_api.get_space_secrets(SPACE)
     assert deploy("--webhook-url", "http://127.0.0.1:9/webhooks/queue")[0] == 0
     assert [h.url for h in hf_api.list_webhooks()] == ["http://127.0.0.1:9/webhooks/queue"]
+
+
+# ---------------------------------------------------------------- the Hub's rules (hub-facts §11)
+
+
+def test_a_free_account_gets_one_line_per_missing_prerequisite_and_nothing_is_created(emulator, app_dir, capsys,
+                                                                                    hf_api, monkeypatch):
+    from scheduler.emulator.accounts import FREE_TOKEN, FREE_USER
+
+    monkeypatch.setenv("HF_TOKEN", FREE_TOKEN)
+    code = main(["deploy", f"{FREE_USER}/scheduler", "--queue", f"{FREE_USER}/queue", "--endpoint", emulator.url,
+                 "--app-dir", str(app_dir)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "nothing was created" in err
+    lines = [line for line in err.splitlines() if line.strip().startswith("- ")]
+    assert len(lines) == 2, err  # no PRO subscription; no payment method
+    assert "PRO subscription" in lines[0] and "https://huggingface.co/pro" in lines[0]
+    assert "payment method" in lines[1] and "settings/billing" in lines[1]
+    assert not hf_api.repo_exists(f"{FREE_USER}/queue", repo_type="dataset")
+    assert not hf_api.repo_exists(f"{FREE_USER}/scheduler", repo_type="space")
+    assert FREE_TOKEN not in err
+
+
+def test_a_token_that_cannot_write_the_namespaces_is_refused_before_anything_is_written(deploy, hf_api, emulator,
+                                                                                      capsys):
+    code = main(["deploy", "someone-else/scheduler", "--queue", "another/queue", "--endpoint", emulator.url])
+    err = capsys.readouterr().err
+    assert code == 2 and "cannot write the Space in someone-else" in err and "cannot write the queue dataset" in err
+    assert not hf_api.repo_exists("another/queue", repo_type="dataset")
+
+
+def test_a_second_deploy_with_nothing_changed_writes_nothing_and_never_restarts_the_space(deploy, hf_api, emulator):
+    from tests.support import wait_for
+
+    assert deploy("--callback", "train:train")[0] == 0
+    wait_for(lambda: hf_api.get_space_runtime(SPACE).stage == "RUNNING", 30, "the Space to run")
+    space_head = hf_api.space_info(SPACE).sha
+    queue_head = hf_api.dataset_info(QUEUE).sha
+    secrets_before = {k: v.updated_at for k, v in hf_api.get_space_secrets(SPACE).items()}
+    boots = emulator.hub.spaces.info(SPACE)["boots"]
+    code, out, err = deploy("--callback", "train:train")
+    assert code == 0, err
+    assert "code: unchanged" in out and "secret: kept" in out and "variables: unchanged" in out
+    assert hf_api.space_info(SPACE).sha == space_head and hf_api.dataset_info(QUEUE).sha == queue_head
+    assert {k: v.updated_at for k, v in hf_api.get_space_secrets(SPACE).items()} == secrets_before
+    assert emulator.hub.spaces.info(SPACE)["boots"] == boots
+    assert hf_api.get_space_runtime(SPACE).stage == "RUNNING"
+    code, out, _ = deploy("--callback", "train:train", "--rotate-secrets")
+    assert code == 0 and "secret: set" in out
+
+
+def test_a_deploy_while_the_space_runs_a_task_waits_for_it_instead_of_killing_it(deploy, hf_api, emulator,
+                                                                              app_dir):
+    import threading
+    import time
+
+    assert deploy()[0] == 0
+    queue = TaskQueue.open(f"hf://datasets/{QUEUE}", token=TEST_TOKEN, endpoint=emulator.url)
+    task = queue.add(Task.new("demo/model", "demo/data", "t4-small"))
+    running = queue.claim(f"{SPACE}#100-boot", 600)  # what the Space's worker writes when it takes a task
+    (app_dir / "app.py").write_text("print('scheduler app, version 2')\n")
+    result: dict = {}
+    deployer = threading.Thread(target=lambda: result.update(code=deploy("--callback", "train:new")))
+    deployer.start()
+    time.sleep(3)
+    assert deployer.is_alive()  # held back: the new code would restart the Space mid-task
+    assert "app.py" in hf_api.list_repo_files(SPACE, repo_type="space")
+    app = Path(hf_api.hf_hub_download(SPACE, "app.py", repo_type="space", force_download=True)).read_text()
+    assert "version 2" not in app
+    queue.complete(task.id, running.lease_id, {"ok": True})
+    deployer.join(60)
+    code, out, err = result["code"]
+    assert code == 0, err
+    assert "waiting: the Space is running" in out and "code: uploaded" in out

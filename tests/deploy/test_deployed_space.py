@@ -39,9 +39,6 @@ def deployed_space(emulator, hf_api, tmp_path, monkeypatch, worker_variables: di
                    port: int | None = None):
     """Deploy the real app (plus a quick callback), have the emulator's supervisor start it as the
     Hub would, yield once the Space runs, and stop the app on the way out."""
-    # until the product checks the GPU it physically has before claiming GPU work: with the replica
-    # overlap on, the old cpu-basic replica of a switch claims the task and trains it on the CPU.
-    emulator.set_rules(replica_overlap_s=0)
     app_dir = tmp_path / "space_app"
     shutil.copytree(APP_DIR, app_dir, ignore=shutil.ignore_patterns("__pycache__"))
     (app_dir / "quick.py").write_text(QUICK_CALLBACK)

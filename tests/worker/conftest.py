@@ -90,10 +90,7 @@ class Rig:
 def gpu_emulator(tmp_path):
     from scheduler.emulator import start_emulator
 
-    # until the product checks the GPU it physically has before claiming GPU work: with the replica
-    # overlap on, the old cpu-basic replica of a switch claims tasks and trains them on the CPU.
-    handle = start_emulator(tmp_path / "hub", boot_delay=BOOT_DELAY, app_start_delay=0.1, stop_grace=3.0, fsync=False,
-                            rules="overlap=0")
+    handle = start_emulator(tmp_path / "hub", boot_delay=BOOT_DELAY, app_start_delay=0.1, stop_grace=3.0, fsync=False)
     try:
         yield handle
     finally:

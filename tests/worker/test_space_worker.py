@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import signal
 
-from scheduler.tasks import Status
+from scheduler.tasks import Status, Task
 
 from .conftest import BOOT_DELAY, statuses, wait_for
 
@@ -107,3 +107,47 @@ def test_a_task_that_keeps_killing_the_space_is_failed_by_the_crash_loop_guard(r
     culprit = rig.queue.get(culprit.id)
     assert culprit.status is Status.FAILED and "crash loop" in culprit.error
     assert culprit.attempts < culprit.max_attempts
+
+
+# ---------------------------------------------------------------- the Hub's rules (hub-facts §11)
+
+
+def test_during_a_switch_only_the_gpu_replica_runs_the_task_and_no_extra_boot_is_billed(rig):
+    assert rig.emulator.set_rules().replica_overlap_s > 0  # the old replica runs on after the switch
+    rig.start()
+    task = rig.add(params={"steps": 2})[0]
+    tasks = rig.wait_all_final()
+    rig.wait_settled("cpu-basic")
+    assert tasks[0].status is Status.DONE and tasks[0].attempts == 1
+    assert tasks[0].result["hardware"] == "t4-small"
+    assert "this replica is not on that hardware" in rig.space_log()  # the old replica held back
+    assert rig.emulator.hub.spaces.info(rig.space)["boots"] == 3  # cpu, t4, cpu: nothing more
+    assert task.id in rig.space_log()
+
+
+def test_a_slept_space_is_woken_by_an_add_that_knows_it_and_runs_the_task(rig):
+    from scheduler import open_queue
+
+    rig.start()
+    rig.emulator.advance_clock(48 * 3600 + 60)  # nobody visited the free cpu-basic Space for two days
+    wait_for(lambda: rig.runtime().stage in ("SLEEPING", "STOPPED"), 30, "the Space to sleep")
+    queue = open_queue("hf://datasets/demo/queue", token=rig.token, endpoint=rig.emulator.url, space=rig.space)
+    task = queue.add(Task.new("demo/base-model", "demo/data", "t4-small", params={"steps": 1}))
+    assert queue.last_wake.requested and "asleep" in queue.last_wake.reason
+    done = wait_for(lambda: (t := rig.queue.get(task.id)).is_terminal and t, 120, "the task to run", every=0.3)
+    assert done.status is Status.DONE and done.attempts == 1
+    rig.wait_settled("cpu-basic")
+
+
+def test_a_burst_longer_than_one_tasks_timeout_and_ten_minutes_is_never_cut_by_the_sleep_time(rig):
+    rig.start("by_param", "--sleep-time", "60")
+    tasks = rig.add(3, params={"steps": 4, "sleep": 0.5}, timeout_s=300)
+    wait_for(lambda: any(rig.queue.get(t.id).status is Status.RUNNING for t in tasks), 60, "the burst to start")
+    # One timeout + 10 min (900 s) has passed for the Hub, with no visitor: a sleep time sized for one
+    # task would put the Space to sleep mid-burst.
+    rig.emulator.advance_clock(950)
+    final = rig.wait_all_final(120)
+    rig.wait_settled("cpu-basic")
+    assert {t.status for t in final} == {Status.DONE} and all(t.attempts == 1 for t in final)
+    assert not any(e.get("stage") in ("SLEEPING", "STOPPED") for e in rig.billing()["timeline"])
+    assert "sleep time of t4-small extended" in rig.space_log()
