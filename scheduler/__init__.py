@@ -1,3 +1,3 @@
 """space-scheduler: an on-demand GPU job scheduler for Hugging Face Spaces."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

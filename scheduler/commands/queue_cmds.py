@@ -11,10 +11,9 @@ from pathlib import Path
 
 from .. import validation
 from ..errors import UserError, ValidationError
+from ..schema import LIST_COLUMNS as TABLE_COLUMNS
 from ..tasks import DEFAULT_HARDWARE, DEFAULT_MAX_ATTEMPTS, DEFAULT_TIMEOUT_S, Status, Task
 from .common import add_queue_options, open_queue
-
-TABLE_COLUMNS = ("id", "status", "model_id", "dataset_id", "hardware", "priority", "attempts", "submitted_at", "error")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
