@@ -185,7 +185,7 @@ def build_plan(config: DeployConfig, api=None) -> list[Step]:
     def queue_step() -> str:
         # init also gives an existing queue its dataset card (README.md), without touching tasks.csv.
         queue = TaskQueue.open(config.queue_url, token=config.token, endpoint=config.endpoint)
-        return "created with an empty tasks.csv and its card" if queue.init() else "exists, tasks.csv left as is"
+        return "created with an empty tasks.csv" if queue.init() else "exists, left as is"
 
     steps.append(Step("queue", f"dataset {config.queue_repo} (private) with tasks.csv unless it exists, "
                                "and its dataset card", queue_step))

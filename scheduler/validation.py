@@ -39,6 +39,8 @@ MAX_LOG_CHARS = 4000
 MAX_TEXT = MAX_NAME_CHARS
 
 _TASK_ID = re.compile(rf"[A-Za-z0-9_-]{{1,{MAX_TASK_ID_CHARS}}}")
+# The ids pandas would read as a missing value (scheduler.schema.NA_CELLS has them all).
+_MISSING_MARKERS = frozenset({"NA", "NULL", "NaN", "None", "nan", "null", "-NaN", "-nan"})
 
 
 def repo_id(value: Any, field: str) -> str:
@@ -104,6 +106,8 @@ def timeout_s(value: Any) -> int:
 def task_id(value: Any, field: str = "id") -> str:
     if not isinstance(value, str) or not _TASK_ID.fullmatch(value):
         raise ValidationError(field, f"{show_value(value)} must be 1-{MAX_TASK_ID_CHARS} letters, digits, '-' or '_'")
+    if value in _MISSING_MARKERS:
+        raise ValidationError(field, f"{show_value(value)} is what pandas reads as a missing value; choose another id")
     return value
 
 
