@@ -65,15 +65,21 @@ def _report_problems(where: str, found: codec.Inspection, limit: int) -> None:
 
 
 def _report_fixes(where: str, found: codec.Inspection, limit: int) -> None:
-    """One line per kind of change (a pandas round trip changes the same cell on every row)."""
-    groups: dict[tuple, list[codec.Fix]] = defaultdict(list)
+    """File-level changes one by one; cell changes one line per column (pandas changes a column on every row)."""
+    lines: list[str] = []
+    cells: dict[tuple, list[codec.Fix]] = defaultdict(list)
     for fix in found.fixes:
-        groups[(fix.field, fix.column if fix.field else None, fix.change)].append(fix)
-    shown = list(groups.values())
-    for fixes in shown[:limit]:
-        more = f" (and {len(fixes) - 1} more line(s))" if len(fixes) > 1 else ""
-        print(f"  {fixes[0]}{more}")
-    if len(shown) > limit:
-        print(f"  ... and {len(shown) - limit} more kind(s) of change (--limit)")
-    if not found.fixes:
+        if fix.field and fix.column:
+            cells[(fix.column, fix.field)].append(fix)
+        else:
+            lines.append(str(fix))
+    for fixes in sorted(cells.values(), key=lambda group: (group[0].line, group[0].column)):
+        first = fixes[0]
+        more = f" (and {len(fixes) - 1} more cell(s) in this column)" if len(fixes) > 1 else ""
+        lines.append(f"{first}{more}")
+    for line in lines[:limit]:
+        print(f"  {line}")
+    if len(lines) > limit:
+        print(f"  ... and {len(lines) - limit} more (--limit)")
+    if not lines:
         print("  the file's bytes differ from the canonical form (quoting or line endings)")
