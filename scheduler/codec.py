@@ -42,6 +42,7 @@ TEXT_COLUMNS = frozenset(i for i, c in enumerate(schema.COLUMNS) if c.free_text)
 LEGACY_HARDWARE = "t4-medium"  # what the guide's sketch requested for every task
 _STATUS_VALUES = frozenset(s.value for s in Status)
 _BLANKISH = re.compile(r'[\s,"]*')
+_EXOTIC_BREAKS = re.compile("[\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
 _log = logging.getLogger(__name__)
 _told: set[tuple] = set()
 
@@ -100,7 +101,7 @@ class Table:
 
     def indices_with_status(self, statuses: Iterable[Status | str]) -> list[int]:
         wanted = {Status(s).value for s in statuses}
-        return [i for i, row in enumerate(self.rows) if row[I_STATUS] in wanted]
+        return list(compress(range(len(self.rows)), map(wanted.__contains__, map(operator.itemgetter(I_STATUS), self.rows))))
 
     # -- pure updates --
 
@@ -313,14 +314,10 @@ class _Reader:
 
     def _records(self, text: str) -> tuple[list[list[str]], list[int], list[str]]:
         """Records, the physical line each starts on, and each record's text (line ending included)."""
-        bare_cr = "\r" in text and text.count("\r") != text.count("\r\n")
-        if bare_cr:
-            physical = io.StringIO(text, newline="").readlines()  # the csv module's own line split
-        else:
-            physical = [piece + "\n" for piece in text.split("\n")]
-            physical[-1] = physical[-1][:-1]
-            if not physical[-1]:
-                physical.pop()
+        # str.splitlines is the csv module's own split (LF, CRLF, CR) unless the text holds one of the other
+        # characters it also splits on.
+        exotic = _EXOTIC_BREAKS.search(text) if not text.isascii() else any(c in text for c in "\x0b\x0c\x1c\x1d\x1e")
+        physical = io.StringIO(text, newline="").readlines() if exotic else text.splitlines(keepends=True)
         if physical and not physical[-1].endswith(("\n", "\r")):
             self.fix(len(physical), None, None, "final line ending added")
         try:
@@ -329,13 +326,12 @@ class _Reader:
             raise self._syntax_error(text, physical) from None
         if len(rows) == len(physical):  # no record spans lines: record i is line i + 1
             return rows, list(range(1, len(rows) + 1)), physical
-        if bare_cr:
+        # A line starts a record when the quotes before it are balanced (an escaped quote counts twice).
+        quotes = accumulate(map(operator.methodcaller("count", '"'), physical), initial=0)
+        firsts = list(compress(range(len(physical)), map(operator.not_, map(operator.and_, quotes, repeat(1)))))
+        if len(firsts) != len(rows):  # a quote inside an unquoted cell: count the way the csv module does
             return self._records_slowly(physical)
-        # A record spans one line more per newline inside its quoted cells.
-        newlines = map(operator.methodcaller("count", "\n"), map("".join, rows))
-        ends = list(accumulate(map(operator.add, repeat(1), newlines)))  # last physical line of each record
-        firsts = [0, *ends[:-1]]  # 0-based index of each record's first line
-        raw = list(map("".join, map(physical.__getitem__, map(slice, firsts, ends))))
+        raw = list(map("".join, map(physical.__getitem__, map(slice, firsts, [*firsts[1:], len(physical)]))))
         return rows, list(map(operator.add, firsts, repeat(1))), raw
 
     def _records_slowly(self, physical: list[str]) -> tuple[list[list[str]], list[int], list[str]]:

@@ -343,10 +343,10 @@ class TaskQueue:
     def dataframe(self, status: Status | str | Iterable[Status | str] | None = None):
         import pandas as pd
 
-        from .tasks import COLUMNS
+        from .schema import NAMES, TIME_COLUMNS
 
-        frame = pd.DataFrame([t.to_dict() for t in self.list(status)], columns=list(COLUMNS))
-        for name in ("submitted_at", "not_before", "lease_until", "started_at", "finished_at"):
+        frame = pd.DataFrame([t.to_dict() for t in self.list(status)], columns=list(NAMES))
+        for name in TIME_COLUMNS:
             frame[name] = pd.to_datetime(frame[name].replace("", None), utc=True)
         return frame
 

@@ -37,7 +37,7 @@ CSV_FIELD_LIMIT = 131_072
 __all__ = [
     "RELEASE", "CSV_FIELD_LIMIT", "MAX_TASK_ID_CHARS", "MAX_REPO_ID_CHARS", "MAX_NAME_CHARS", "MAX_LEASE_ID_CHARS",
     "MAX_PARAMS_BYTES", "MAX_PARAMS_DEPTH", "MAX_RESULT_BYTES", "MAX_ERROR_CHARS", "MAX_LOG_CHARS",
-    "Status", "Column", "COLUMNS", "NAMES", "COLUMN", "HEADER_LINE", "LimitExceeded", "LIST_COLUMNS",
+    "Status", "Column", "COLUMNS", "NAMES", "COLUMN", "HEADER_LINE", "TIME_COLUMNS", "LimitExceeded", "LIST_COLUMNS",
     "DASHBOARD_COLUMNS", "label", "neutralise", "restore", "NA_CELLS", "is_missing",
 ]
 
@@ -78,10 +78,12 @@ _NA_ALTERNATION = "|".join(re.escape(token) for token in sorted(NA_CELLS, key=le
 # Free text that a spreadsheet would execute (a formula: =, +, -, @ first; tab and CR are what some
 # spreadsheets strip), that pandas or a spreadsheet would read as a number, a boolean or a missing
 # value, or that starts with the apostrophe itself.
-_NEEDS_MARK = (r"[=+\-@\t\r'].*|\s*(?:" + _NA_ALTERNATION + r")\s*"
-               r"|\s*[+-]?(?:\d[\d_]*\.?\d*|\.\d+)(?:[eE][+-]?\d+)?\s*"
-               r"|\s*(?i:[+-]?(?:inf|infinity|nan)|true|false)\s*")
-_NEEDS_MARK_RE = re.compile(_NEEDS_MARK, re.DOTALL)
+_NUMBER = r"[+-]?(?:\d[\d_]*\.?\d*|\.\d+)(?:[eE][+-]?\d+)?"
+_WORD = r"(?i:[+-]?(?:inf|infinity|nan)|true|false)"
+_NEEDS_MARK_RE = re.compile(rf"[=+\-@\t\r'].*|\s*(?:{_NA_ALTERNATION}|{_NUMBER}|{_WORD})\s*", re.DOTALL)
+# Stored text that needs no apostrophe, cheaply: no mark, number or word, nothing at either end a mark
+# could hide behind (whitespace); exact missing-value markers are taken out by Kind.unknown.
+_PLAIN_TEXT_START = rf"(?![=+\-@\t\r'\s])(?!(?:{_NUMBER}|{_WORD})\Z)"
 
 
 def neutralise(plain: str) -> str:
@@ -285,18 +287,19 @@ class JsonObjectKind(Kind):
         return plain.strip()
 
     def unknown(self, cells: set[str]) -> set[str]:
-        out = set()
+        out = cells & NA_CELLS
+        scan = _scan_json
+        flat = {dict, list}.isdisjoint
         for text in cells:
-            # The common case, checked with the C scanner only: an object within the bounds, no NaN.
-            if not text.startswith("{") or len(text) > self.max_bytes // 4 or text.count("{") + text.count("[") > 4:
-                out.add(text)
-                continue
+            # The common case, checked by the C scanner alone: a flat object short enough that neither its
+            # size nor its depth can exceed the bounds, no NaN. Anything else takes the slow path.
             try:
-                value, end = _scan_json(text, 0)
-            except (StopIteration, ValueError):
+                value, end = scan(text, 0)
+            except (StopIteration, ValueError, RecursionError):
                 out.add(text)
                 continue
-            if end != len(text) or type(value) is not dict or (not value and self.empty is None):
+            if (end != len(text) or type(value) is not dict or len(text) > 1024 or not flat(map(type, value.values()))
+                    or (not value and self.empty is None)):
                 out.add(text)
         return out
 
@@ -408,7 +411,7 @@ class TextKind(Kind):
     def __init__(self, max_chars: int):
         self.max_chars = max_chars
         # Stored text that needs no apostrophe and is within the bound is canonical as it is.
-        self.fast = re.compile(rf"(?!(?:{_NEEDS_MARK})\Z).{{0,{max_chars}}}", re.DOTALL)
+        self.fast = re.compile(rf"|{_PLAIN_TEXT_START}.{{1,{max_chars}}}(?<!\s)", re.DOTALL)
 
     def read(self, plain: str, field: str) -> str:
         if len(plain) > self.max_chars:
@@ -540,6 +543,7 @@ COLUMNS: tuple[Column, ...] = (
 NAMES: tuple[str, ...] = tuple(c.name for c in COLUMNS)
 COLUMN: dict[str, Column] = {c.name: c for c in COLUMNS}
 HEADER_LINE = ",".join(NAMES)
+TIME_COLUMNS: tuple[str, ...] = tuple(c.name for c in COLUMNS if isinstance(c.kind, TimeKind))
 
 # What `space-scheduler list` and the dashboard's queue table show, by column name.
 LIST_COLUMNS: tuple[str, ...] = ("id", "status", "model_id", "dataset_id", "hardware", "priority", "attempts",
