@@ -55,6 +55,11 @@ def generated_queue(n: int, seed: int = 0) -> list[Task]:
     return tasks
 
 
+def lease_of(task: Task) -> str:
+    """What a claimed task's later writes (complete, fail) name: its lease id, else its worker."""
+    return task.lease_id or task.worker
+
+
 def canonical(tasks: list[Task]) -> bytes:
     return codec.dump(codec.Table().appended(tasks))
 

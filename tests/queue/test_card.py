@@ -19,6 +19,7 @@ from scheduler.tasks import Task
 
 from ..support import child_env
 from .conftest import TOKEN
+from .people_files import lease_of
 
 _names = itertools.count()
 
@@ -109,8 +110,9 @@ def test_the_datasets_library_reads_the_queue_and_the_archive_as_the_two_splits_
     queue.init()
     done = queue.add(Task.new("acme/old", "acme/d", params={"epochs": 1}))
     pending = queue.add(Task.new("acme/new", "acme/d"))
-    queue.claim("w", 60)
-    queue.complete(done.id, "w", {"loss": 0.5}, gpu_seconds=12.0, cost_usd=0.002)
+    claimed = queue.claim("w", 60)
+    assert claimed.id == done.id
+    queue.complete(done.id, lease_of(claimed), {"loss": 0.5}, gpu_seconds=12.0, cost_usd=0.002)
     queue.clock = lambda: done.submitted_at + timedelta(days=40)
     assert queue.archive(timedelta(days=7)) == 1
     folder = snapshot_download(repo, repo_type="dataset", endpoint=emulator.url, token=TOKEN,

@@ -15,6 +15,8 @@ from scheduler import codec, schema
 from scheduler.queue import ARCHIVE_DIR, TaskQueue
 from scheduler.tasks import Status, Task
 
+from .people_files import lease_of
+
 FIXTURES = Path(__file__).with_name("fixtures")
 PREVIOUS = FIXTURES / "tasks-0.1.0.csv"  # written by release 0.1.0 (see fixtures/make_previous_release.py)
 NEW_IN_0_2_0 = {"lease_id": "", "log": ""}
@@ -55,7 +57,7 @@ def test_the_previous_releases_file_is_upgraded_by_the_next_write_and_archives_w
     assert [t for t in after if t.id != claimed.id] == [t for t in before if t.id != claimed.id]
     assert written == codec.dump(codec.Table().appended(after))
 
-    queue.complete(claimed.id, "new-worker", {"loss": 0.2})
+    queue.complete(claimed.id, lease_of(claimed), {"loss": 0.2})
     clock.now += timedelta(days=30)
     moved = queue.archive(timedelta(days=7))
     assert moved == 4
@@ -100,7 +102,7 @@ def test_a_column_this_release_does_not_know_is_kept_across_claim_complete_and_a
         assert first.list() == tasks
         task = first.claim("w", 600)
         assert task.id == tasks[0].id
-        open_queue(clock=clock).complete(task.id, "w", {"loss": 0.5})
+        open_queue(clock=clock).complete(task.id, lease_of(task), {"loss": 0.5})
         open_queue(clock=clock).cancel(tasks[1].id, "not needed")
     said = [r for r in caplog.records if name in r.getMessage()]
     assert len(said) == 1 and "kept" in said[0].getMessage()

@@ -15,6 +15,8 @@ from scheduler.queue import TaskQueue
 from scheduler.schema import LimitExceeded
 from scheduler.tasks import Status, Task
 
+from .people_files import lease_of
+
 
 def _json_of_bytes(size: int) -> dict:
     """An object whose JSON is exactly `size` UTF-8 bytes (with 2-byte characters in it)."""
@@ -61,7 +63,7 @@ def test_an_oversized_result_is_refused_by_complete_before_anything_is_written(t
     claimed = queue.claim("w", 60)
     before = (tmp_path / "q" / "tasks.csv").read_bytes()
     with pytest.raises(LimitExceeded, match=f"task {task.id}: .* at most 16,384"):
-        queue.complete(claimed.id, "w", {"predictions": list(range(10_000))})
+        queue.complete(claimed.id, lease_of(claimed), {"predictions": list(range(10_000))})
     assert (tmp_path / "q" / "tasks.csv").read_bytes() == before
     assert queue.get(task.id).status is Status.RUNNING
 
