@@ -11,7 +11,8 @@ would not keep it as text. `inspect` lists every problem and every change the ne
 
 A Table keeps rows as stored text and turns a row into a Task only when asked. A read is one C-level
 CSV parse plus a check of each column's distinct values against the patterns of its canonical form
-(schema.Kind.unknown): a queue of 100k finished tasks costs no Python work per cell.
+(schema.Kind.unknown): Python works only on the distinct cells those patterns cannot vouch for, and
+on each distinct JSON object, not on every cell of a 100k-row queue.
 """
 
 from __future__ import annotations
@@ -291,8 +292,8 @@ class _Reader:
             self.fix(1, None, None, "the guide's headerless model_id,dataset_id,STATUS file: migrated to the full header")
             return _from_legacy(rows, lines)
         if self.collect and any(not text.endswith("\r\n") for text in raw if text.endswith(("\n", "\r"))):
-            self.fix(1, None, None, "line endings written as CRLF")
-        layout = _Layout(header, self)
+            self.fix(lines[0], None, None, "line endings written as CRLF")
+        layout = _Layout(header, lines[0], self)
         body, body_lines, body_raw = layout.arrange(rows[1:], lines[1:], raw[1:])
         with _no_gc():
             self._check_cells(body, body_lines, body_raw, layout)
@@ -427,15 +428,16 @@ class _Reader:
         missing = tuple(c.name for j, c in enumerate(schema.COLUMNS) if layout.source[j] is None)
         if missing and (self.name, "missing", missing) not in _told:
             _told.add((self.name, "missing", missing))
-            _log.info("%s has no column(s) %s (an older release wrote it): read with their defaults; "
+            _log.info("%s has no column(s) %s (an older release, or a person, wrote it): read with their defaults; "
                       "the next write adds them", self.name, ", ".join(missing))
 
 
 class _Layout:
     """Where each schema column is in the file, which columns are unknown, and which are dropped."""
 
-    def __init__(self, header: list[str], reader: _Reader):
+    def __init__(self, header: list[str], line: int, reader: _Reader):
         self.reader = reader
+        self.line = line  # of the header: 1 unless blank lines come first
         self.width = len(header)
         self.source: list[int | None] = [None] * NCOLS  # file column (0-based) of each schema column
         self.extra_sources: list[int] = []
@@ -446,10 +448,10 @@ class _Layout:
                 j = COL[key]
                 if self.source[j] is not None:
                     raise CSVFormatError(f"column {NAMES[j]!r} appears twice in the header (columns "
-                                         f"{self.source[j] + 1} and {k + 1})", 1, k + 1)
+                                         f"{self.source[j] + 1} and {k + 1})", line, k + 1)
                 self.source[j] = k
                 if cell != key:
-                    reader.fix(1, k + 1, None, f"column {cell!r} written as {key!r}")
+                    reader.fix(line, k + 1, None, f"column {cell!r} written as {key!r}")
             elif not cell.strip():
                 self.unnamed.append(k)
             else:
@@ -460,10 +462,10 @@ class _Layout:
             hint = (" (a list of new tasks? add it with `space-scheduler add --from-csv FILE`)"
                     if {"model_id", "dataset_id"} - set(required) == {"model_id", "dataset_id"} else "")
             raise CSVFormatError(f"missing column(s) {', '.join(map(repr, required))} in the header "
-                                 f"(expected: {HEADER_LINE}){hint}", 1, len(header) + 1)
+                                 f"(expected: {HEADER_LINE}){hint}", line, len(header) + 1)
         for column in missing:
             cells = f"{show_value(column.default_cell)} in every row" if column.default_cell else "empty"
-            reader.fix(1, None, column.name, f"column added (new in {column.since}), {cells}")
+            reader.fix(line, None, column.name, f"column added (new in {column.since}), {cells}")
         self.header = header
         self.extras: tuple[str, ...] = ()
 
@@ -477,14 +479,14 @@ class _Layout:
         kept_unnamed = [k for k in self.unnamed if any(row[k].strip() for row in rows)]
         for k in self.unnamed:
             if k not in kept_unnamed:
-                self.reader.fix(1, k + 1, None, "empty column without a name dropped")
+                self.reader.fix(self.line, k + 1, None, "empty column without a name dropped")
         extra_sources = sorted(self.extra_sources + kept_unnamed)
         self.extras = tuple(self.header[k] for k in extra_sources)
         order = [*self.source, *extra_sources]
         canonical = order == list(range(len(order))) and len(order) == self.width
         if not canonical:
             if [k for k in order if k is not None] != sorted(k for k in order if k is not None):
-                self.reader.fix(1, None, None, "columns written in the schema's order, unknown ones last")
+                self.reader.fix(self.line, None, None, "columns written in the schema's order, unknown ones last")
             defaults = [c.default_cell for c in schema.COLUMNS]
             tail = self.width
             positions = [k if k is not None else tail + j for j, k in enumerate(order[:NCOLS])] + extra_sources
@@ -560,8 +562,13 @@ def _from_legacy(rows: list[list[str]], lines: list[int]) -> Table:
         if status.upper() not in _STATUS_VALUES:
             raise CSVFormatError(f"{status!r} is not a status", line, 3, "status")
         digest = hashlib.sha1(f"{model_id},{dataset_id}".encode()).hexdigest()[:8]
-        tasks.append(Task(id=f"legacy-{n:06d}-{digest}", model_id=model_id, dataset_id=dataset_id,
-                          hardware=LEGACY_HARDWARE, status=Status(status.upper())))
+        task = Task(id=f"legacy-{n:06d}-{digest}", model_id=model_id, dataset_id=dataset_id,
+                    hardware=LEGACY_HARDWARE, status=Status(status.upper()))
+        try:
+            to_row(task)
+        except ValidationError as exc:
+            raise CSVFormatError(exc.message.split(": ", 1)[-1], line, 1 + (exc.field == "dataset_id"), exc.field) from None
+        tasks.append(task)
     table = Table().appended(tasks)
     return Table(table.rows, list(lines), True)
 
