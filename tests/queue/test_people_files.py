@@ -248,3 +248,16 @@ def test_any_valid_queue_reads_back_equal_after_a_pandas_round_trip_and_is_writt
     read = table.tasks()
     assert read[:size] == tasks
     assert codec.dump(table) == canonical(read)
+
+
+def test_a_list_of_new_tasks_saved_by_pandas_or_a_spreadsheet_is_added_as_meant(tmp_path):
+    from scheduler.commands.queue_cmds import read_task_file
+
+    jobs = tmp_path / "jobs.csv"
+    frame = pd.DataFrame({"model_id": ["acme/a", "acme/b"], "dataset_id": ["acme/d", "acme/d"],
+                          "priority": [2, None], "timeout_s": [600, 7200], "hardware": ["a10g-small", None]})
+    jobs.write_bytes(b"\xef\xbb\xbf" + frame.to_csv(index=False).replace("model_id", "Model_ID").encode() + b",,,,\n")
+    assert b",2.0," in jobs.read_bytes()  # an integer column with a blank cell is written as floats
+    tasks = read_task_file(jobs)
+    assert [(t.model_id, t.priority, t.timeout_s, t.hardware) for t in tasks] == [
+        ("acme/a", 2, 600, "a10g-small"), ("acme/b", 0, 7200, "t4-small")]
