@@ -139,8 +139,7 @@ class Kind:
 
 class TaskIdKind(Kind):
     name = "task id"
-    _pattern = re.compile(rf"[A-Za-z0-9_-]{{1,{MAX_TASK_ID_CHARS}}}")
-    fast = _pattern
+    fast = re.compile(rf"[A-Za-z0-9_-]{{1,{MAX_TASK_ID_CHARS}}}")
 
     def read(self, plain: str, field: str) -> str:
         return validation.task_id(plain.strip(), field)
@@ -225,14 +224,16 @@ class JsonObjectKind(Kind):
     name = "JSON object"
     free_text = True
 
-    def __init__(self, max_bytes: int, empty: Any):
+    def __init__(self, max_bytes: int, none_when_empty: bool):
         self.max_bytes = max_bytes
-        self.empty = empty  # the value of an empty cell (and of "{}" when that is None)
+        # True: an empty cell and {} are None, and None and {} are written as an empty cell (a result);
+        # False: they are {} and written as {} (params).
+        self.none_when_empty = none_when_empty
 
     def read(self, plain: str, field: str) -> dict | None:
         text = plain.strip()
         if not text:
-            return self._empty()
+            return None if self.none_when_empty else {}
         size = len(text.encode("utf-8"))
         if size > self.max_bytes:
             raise LimitExceeded(field, size, self.max_bytes, "bytes of JSON")
@@ -250,14 +251,11 @@ class JsonObjectKind(Kind):
             raise ValidationError(field, f"is not valid JSON (extra text at character {end + 1})")
         if not isinstance(value, dict):
             raise ValidationError(field, f"must be a JSON object like {{\"epochs\": 3}}, got {type(value).__name__}")
-        return value if value or self.empty is not None else None
-
-    def _empty(self) -> dict | None:
-        return {} if self.empty is not None else None
+        return None if not value and self.none_when_empty else value
 
     def write(self, value: Any, field: str) -> str:
-        if value is None or (not value and self.empty is None):
-            if self.empty is None:
+        if value is None or (not value and self.none_when_empty):
+            if self.none_when_empty:
                 return ""
             value = {}
         if not isinstance(value, Mapping):
@@ -299,7 +297,7 @@ class JsonObjectKind(Kind):
                 out.add(text)
                 continue
             if (end != len(text) or type(value) is not dict or len(text) > 1024 or not flat(map(type, value.values()))
-                    or (not value and self.empty is None)):
+                    or (not value and self.none_when_empty)):
                 out.add(text)
         return out
 
@@ -515,7 +513,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("model_id", RepoIdKind(), REQUIRED, "0.1.0", "model", "the base model, a Hub repo id"),
     Column("dataset_id", RepoIdKind(), REQUIRED, "0.1.0", "dataset", "the dataset, a Hub repo id"),
     Column("hardware", HardwareKind(), "t4-small", "0.1.0", "hardware", "the Space hardware flavor the task runs on"),
-    Column("params", JsonObjectKind(MAX_PARAMS_BYTES, empty={}), {}, "0.1.0", "params",
+    Column("params", JsonObjectKind(MAX_PARAMS_BYTES, none_when_empty=False), {}, "0.1.0", "params",
            "the training callback's parameters"),
     Column("priority", IntegerKind(-10**9, 10**9), 0, "0.1.0", "priority", "higher runs first"),
     Column("submitted_at", TimeKind(), None, "0.1.0", "submitted", "when the task was added"),
@@ -533,7 +531,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("finished_at", TimeKind(), None, "0.1.0", "finished", "when the task reached DONE, FAILED or CANCELLED"),
     Column("gpu_seconds", NumberKind(), None, "0.1.0", "GPU seconds", "seconds billed on paid hardware, all runs"),
     Column("cost_usd", NumberKind(), None, "0.1.0", "cost (USD)", "what those seconds cost, in US dollars"),
-    Column("result", JsonObjectKind(MAX_RESULT_BYTES, empty=None), None, "0.1.0", "result",
+    Column("result", JsonObjectKind(MAX_RESULT_BYTES, none_when_empty=True), None, "0.1.0", "result",
            "what the callback returned (metrics, the pushed repo)"),
     Column("error", TextKind(MAX_ERROR_CHARS), "", "0.1.0", "error",
            "why the last attempt failed, or why the task was cancelled"),
