@@ -184,18 +184,14 @@ def dump(table: Table) -> bytes:
     if table.raw is None:
         writer.writerows(table.rows)
         return out.getvalue().encode("utf-8")
+    header = out.getvalue()
     texts = list(table.raw)
-    changed = list(compress(range(len(texts)), map(operator.is_, texts, repeat(None))))
-    if changed:
-        rows = io.StringIO()
-        row_writer = csv.writer(rows, lineterminator="\r\n")
-        for i in changed:
-            rows.seek(0)
-            rows.truncate()
-            row_writer.writerow(table.rows[i])
-            texts[i] = rows.getvalue()
-    out.write("".join(texts))
-    return out.getvalue().encode("utf-8")
+    for i in compress(range(len(texts)), map(operator.is_, texts, repeat(None))):
+        out.seek(0)
+        out.truncate()
+        writer.writerow(table.rows[i])
+        texts[i] = out.getvalue()
+    return (header + "".join(texts)).encode("utf-8")
 
 
 def template() -> bytes:

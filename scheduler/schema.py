@@ -78,12 +78,16 @@ _NA_ALTERNATION = "|".join(re.escape(token) for token in sorted(NA_CELLS, key=le
 # Free text that a spreadsheet would execute (a formula: =, +, -, @ first; tab and CR are what some
 # spreadsheets strip), that pandas or a spreadsheet would read as a number, a boolean or a missing
 # value, or that starts with the apostrophe itself.
-_NUMBER = r"[+-]?(?:\d[\d_]*\.?\d*|\.\d+)(?:[eE][+-]?\d+)?"
+# Fast patterns match one cell. Written with `_ANY` and `_END`, they also stay inside one cell when
+# Kind.unknown runs them over a whole column joined by NUL: one regex call per column, not per cell.
+_ANY = r"[^\x00]"
+_END = r"(?=\x00|\Z)"
+_NUMBER = r"[+-]?(?:\d[\d_]*(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?"
 _WORD = r"(?i:[+-]?(?:inf|infinity|nan)|true|false)"
 _NEEDS_MARK_RE = re.compile(rf"[=+\-@\t\r'].*|\s*(?:{_NA_ALTERNATION}|{_NUMBER}|{_WORD})\s*", re.DOTALL)
 # Stored text that needs no apostrophe, cheaply: no mark, number or word, nothing at either end a mark
 # could hide behind (whitespace); exact missing-value markers are taken out by Kind.unknown.
-_PLAIN_TEXT_START = rf"(?![=+\-@\t\r'\s])(?!(?:{_NUMBER}|{_WORD})\Z)"
+_PLAIN_TEXT_START = rf"(?![=+\-@\t\r'\s])(?!(?:{_NUMBER}|{_WORD}){_END})"
 
 
 def neutralise(plain: str) -> str:
@@ -129,12 +133,32 @@ class Kind:
 
     def unknown(self, cells: set[str]) -> set[str]:
         # A missing-value marker is an empty cell whatever its column's pattern says ("NA" looks like an id).
+        missing = cells & NA_CELLS
         if isinstance(self.fast, frozenset):
-            return (cells - self.fast) | (cells & NA_CELLS)
-        return set(filterfalse(self.fast.fullmatch, cells)) | (cells & NA_CELLS)
+            return (cells - self.fast) | missing
+        if len(cells) < 100:
+            return set(filterfalse(self.fast.fullmatch, cells)) | missing
+        joined = "\x00".join(cells) + "\x00"
+        if joined.count("\x00") != len(cells):  # a cell holds a NUL itself: one by one
+            return set(filterfalse(self.fast.fullmatch, cells)) | missing
+        # Each match is one cell: a canonical one, or (captured) one the pattern cannot vouch for.
+        bad = set(filter(None, _column_pattern(self.fast).findall(joined)))
+        if "" in cells and not self.fast.fullmatch(""):
+            bad.add("")
+        return bad | missing
 
     def describe(self) -> str:
         return self.name
+
+
+_COLUMN_PATTERNS: dict[str, re.Pattern] = {}
+
+
+def _column_pattern(cell: re.Pattern) -> re.Pattern:
+    """The pattern of a cell, for NUL-joined cells: a canonical cell, or the cell captured."""
+    if cell.pattern not in _COLUMN_PATTERNS:
+        _COLUMN_PATTERNS[cell.pattern] = re.compile(rf"(?:{cell.pattern})\x00|({_ANY}*)\x00")
+    return _COLUMN_PATTERNS[cell.pattern]
 
 
 class TaskIdKind(Kind):
@@ -178,7 +202,8 @@ class RepoIdKind(Kind):
     free_text = True
     _part = r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?"
     # Conservative: what it accepts is valid (validation.repo_id has the whole rule and the messages).
-    fast = re.compile(rf"(?=.{{3,{MAX_REPO_ID_CHARS}}}\Z)(?!.*--)(?!.*\.\.)(?!.*\.git\Z){_part}/{_part}", re.DOTALL)
+    fast = re.compile(rf"(?={_ANY}{{3,{MAX_REPO_ID_CHARS}}}{_END})(?!{_ANY}*--)(?!{_ANY}*\.\.)(?!{_ANY}*\.git{_END})"
+                      rf"{_part}/{_part}")
 
     def read(self, plain: str, field: str) -> str:
         return validation.repo_id(plain, field)
@@ -229,6 +254,13 @@ class JsonObjectKind(Kind):
         # True: an empty cell and {} are None, and None and {} are written as an empty cell (a result);
         # False: they are {} and written as {} (params).
         self.none_when_empty = none_when_empty
+        # The common cell, recognised without parsing it: a flat object as json.dumps writes it, short
+        # enough that neither its size nor its depth can exceed the bounds, with no escapes and no NaN.
+        string = r'"[^"\\\x00-\x1f]*"'
+        value = rf"(?:-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?|{string}|true|false|null)"
+        members = rf"{string}: {value}(?:, {string}: {value})*"
+        body = members if none_when_empty else rf"(?:{members})?"  # {} as a result is written as an empty cell
+        self.fast = re.compile(rf"(?={_ANY}{{2,1024}}{_END})\{{{body}\}}")
 
     def read(self, plain: str, field: str) -> dict | None:
         text = plain.strip()
@@ -283,23 +315,6 @@ class JsonObjectKind(Kind):
         if not value:
             return self.write(value, field)
         return plain.strip()
-
-    def unknown(self, cells: set[str]) -> set[str]:
-        out = cells & NA_CELLS
-        scan = _scan_json
-        flat = {dict, list}.isdisjoint
-        for text in cells:
-            # The common case, checked by the C scanner alone: a flat object short enough that neither its
-            # size nor its depth can exceed the bounds, no NaN. Anything else takes the slow path.
-            try:
-                value, end = scan(text, 0)
-            except (StopIteration, ValueError, RecursionError):
-                out.add(text)
-                continue
-            if (end != len(text) or type(value) is not dict or len(text) > 1024 or not flat(map(type, value.values()))
-                    or (not value and self.none_when_empty)):
-                out.add(text)
-        return out
 
     def describe(self) -> str:
         return f"JSON object, at most {self.max_bytes // 1024} KiB"
@@ -385,7 +400,7 @@ class TimeKind(Kind):
 class NumberKind(Kind):
     name = "number"
     # repr(round(x, 6)) of a value with at most 15 significant digits, which floats represent exactly.
-    fast = re.compile(r"|(?=.{3,16}\Z)(?:0|[1-9]\d*)\.(?:0|\d{0,5}[1-9])")
+    fast = re.compile(rf"|(?={_ANY}{{3,16}}{_END})(?:0|[1-9]\d*)\.(?:0|\d{{0,5}}[1-9])")
 
     def read(self, plain: str, field: str) -> float | None:
         return validation.finite_number(plain.strip(), field) if plain.strip() else None
@@ -409,7 +424,7 @@ class TextKind(Kind):
     def __init__(self, max_chars: int):
         self.max_chars = max_chars
         # Stored text that needs no apostrophe and is within the bound is canonical as it is.
-        self.fast = re.compile(rf"|{_PLAIN_TEXT_START}.{{1,{max_chars}}}(?<!\s)", re.DOTALL)
+        self.fast = re.compile(rf"|{_PLAIN_TEXT_START}{_ANY}{{1,{max_chars}}}(?<!\s)")
 
     def read(self, plain: str, field: str) -> str:
         if len(plain) > self.max_chars:
