@@ -6,6 +6,7 @@ import csv
 
 from huggingface_hub import HfApi
 
+from scheduler import card
 from scheduler.cli import main
 from scheduler.queue import TaskQueue
 from scheduler.stores import HubStore
@@ -78,3 +79,6 @@ def test_fix_on_the_hub_is_one_commit_and_leaves_a_canonical_file(hub_emulator, 
     assert len(api.list_repo_commits(store.repo_id, repo_type="dataset")) == commits + 1
     assert store.read().data == canonical(tasks)
     assert TOKEN not in out + err
+    archive = f"{url}/{card.empty_archive_path()}"  # any CSV of the queue, by its path
+    code, out, _ = run(capsys, "check", "--queue", archive, "--token", TOKEN, "--endpoint", hub_emulator.url)
+    assert code == 0 and "0 task(s), canonical" in out
