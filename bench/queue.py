@@ -3,9 +3,10 @@
 1. `add` under 16-process contention through HubStore against the emulator, vs the raw
    `create_commit` rate of the same emulator with one client and no contention.
 2. `claim` + `complete` on a 100k-row tasks.csv, vs one `pandas.read_csv` + `DataFrame.to_csv`
-   of the same file (target: at most 1.5).
+   of the same file (target: at most 1.5); once with finished rows alike, once with every finished
+   row different (its own result, GPU time, cost, lease id and log), which costs the reader more.
 
-    python bench/queue.py [--processes 16] [--per-process 25] [--rows 100000]
+    python bench/queue.py [--processes 16] [--per-process 25] [--rows 100000] [--only-big]
 """
 
 from __future__ import annotations
@@ -81,17 +82,38 @@ def contended_add_rate(emulator, processes: int, per_process: int, local_lock: b
     return processes * per_process / elapsed, conflicts
 
 
-def big_queue_ratio(rows: int, repeats: int = 3) -> dict:
+def finished_tasks(rows: int, realistic: bool):
+    """rows - 1 DONE tasks and one PENDING. `realistic`: every finished row differs, as in a real queue (its
+    own result, GPU time, cost and lease id, and a three-line log), so no column has few distinct cells."""
+    import random
+
+    from scheduler.tasks import Status, Task
+
+    rng = random.Random(0)
+    template = Task.new("acme/model", "acme/data", "t4-small", params={"epochs": 3, "lr": 5e-5})
+    done = template.transition(Status.RUNNING).transition(Status.DONE, result={"loss": 0.1}, gpu_seconds=12.5)
+
+    def finished(i: int) -> Task:
+        if not realistic:
+            return done.replace(id=f"t{i:07d}")
+        seconds = round(rng.uniform(1, 5000), 3)
+        return done.replace(id=f"t{i:07d}", result={"loss": rng.random(), "accuracy": rng.random()},
+                            gpu_seconds=seconds, cost_usd=round(seconds * 0.000167, 6),
+                            lease_id=f"{rng.getrandbits(64):016x}",
+                            log=f"epoch 1 loss {rng.random():.4f}\nepoch 2 loss {rng.random():.4f}\ndone")
+
+    return [finished(i) for i in range(rows - 1)], template
+
+
+def big_queue_ratio(rows: int, realistic: bool = False, repeats: int = 3) -> dict:
     import pandas as pd
 
     from scheduler import codec
     from scheduler.queue import TaskQueue
-    from scheduler.tasks import Status, Task
 
     folder = Path(tempfile.mkdtemp(prefix="bench-queue-"))
-    template = Task.new("acme/model", "acme/data", "t4-small", params={"epochs": 3, "lr": 5e-5})
-    done = template.transition(Status.RUNNING).transition(Status.DONE, result={"loss": 0.1}, gpu_seconds=12.5)
-    table = codec.Table().appended([done.replace(id=f"t{i:07d}") for i in range(rows - 1)] + [template])
+    finished, template = finished_tasks(rows, realistic)
+    table = codec.Table().appended(finished + [template])
     (folder / "tasks.csv").write_bytes(codec.dump(table))
     size_mb = (folder / "tasks.csv").stat().st_size / 1e6
 
@@ -128,23 +150,29 @@ def main() -> None:
     parser.add_argument("--processes", type=int, default=16)
     parser.add_argument("--per-process", type=int, default=25)
     parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--only-big", action="store_true", help="only the 100k-row claim + complete measure")
     args = parser.parse_args()
 
     from scheduler.emulator.server import start_emulator
 
-    print(f"command: python bench/queue.py --processes {args.processes} --per-process {args.per_process} --rows {args.rows}")
-    with start_emulator(tempfile.mkdtemp(prefix="bench-hub-"), fsync=True) as emulator:
-        raw = raw_commit_rate(emulator, 100)
-        print(f"raw create_commit, 1 client, no contention: {raw:8.1f} commits/s")
-        for lock in (False, True):
-            rate, conflicts = contended_add_rate(emulator, args.processes, args.per_process, lock)
-            label = "with the local lock" if lock else "compare-and-swap only"
-            print(f"add, {args.processes} processes ({label}): {rate:8.1f} adds/s  ratio to raw commits: "
-                  f"{rate / raw:.2f}  (412 conflicts retried: {conflicts})")
-    big = big_queue_ratio(args.rows)
-    print(f"{big['rows']} rows ({big['size_mb']:.1f} MB): pandas read_csv + to_csv {big['pandas_s']:.3f}s")
-    print(f"  claim + complete, folder store: {big['file_s']:.3f}s  ratio {big['file_s'] / big['pandas_s']:.2f} (target <= 1.5)")
-    print(f"  claim + complete, memory store: {big['memory_s']:.3f}s  ratio {big['memory_s'] / big['pandas_s']:.2f}")
+    print(f"command: python bench/queue.py --processes {args.processes} --per-process {args.per_process} --rows {args.rows}"
+          + (" --only-big" if args.only_big else ""))
+    if not args.only_big:
+        with start_emulator(tempfile.mkdtemp(prefix="bench-hub-"), fsync=True) as emulator:
+            raw = raw_commit_rate(emulator, 100)
+            print(f"raw create_commit, 1 client, no contention: {raw:8.1f} commits/s")
+            for lock in (False, True):
+                rate, conflicts = contended_add_rate(emulator, args.processes, args.per_process, lock)
+                label = "with the local lock" if lock else "compare-and-swap only"
+                print(f"add, {args.processes} processes ({label}): {rate:8.1f} adds/s  ratio to raw commits: "
+                      f"{rate / raw:.2f}  (412 conflicts retried: {conflicts})")
+    for realistic in (False, True):
+        big = big_queue_ratio(args.rows, realistic)
+        kind = "every finished row different (results, logs, lease ids)" if realistic else "finished rows alike"
+        print(f"{big['rows']} rows, {kind} ({big['size_mb']:.1f} MB): pandas read_csv + to_csv {big['pandas_s']:.3f}s")
+        print(f"  claim + complete, folder store: {big['file_s']:.3f}s  ratio {big['file_s'] / big['pandas_s']:.2f} "
+              "(target <= 1.5)")
+        print(f"  claim + complete, memory store: {big['memory_s']:.3f}s  ratio {big['memory_s'] / big['pandas_s']:.2f}")
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 
 def open_queue(url: str, *, space: str | None = None, token: str | None = None, endpoint: str | None = None,

@@ -12,6 +12,7 @@ from .redact import redact
 # Each module registers its own verbs; a missing optional room must not break the others.
 VERB_MODULES = (
     "scheduler.commands.queue_cmds",
+    "scheduler.commands.check_cmd",
     "scheduler.commands.emulator_cmd",
     "scheduler.commands.worker_cmd",
     "scheduler.commands.space_cmds",

@@ -19,12 +19,13 @@ from .callbacks import read_progress, tail_log
 from .errors import ValidationError
 from .hardware import FALLBACK_PRICES, FLAVORS, IDLE_FLAVOR, is_paid
 from .redact import redact, register_secret
+from .schema import DASHBOARD_COLUMNS, label
 from .tasks import DEFAULT_HARDWARE, Status, Task, format_time, utcnow
 
 ALL = "ALL"
 STATUS_CHOICES = [ALL, *(s.value for s in Status)]
-TABLE_HEADERS = ["id", "status", "model", "dataset", "hardware", "submitted by", "attempts", "started",
-                 "duration", "cost (USD)"]
+# The schema's columns, with the run's duration (computed, not stored) before the last one.
+TABLE_HEADERS = [*map(label, DASHBOARD_COLUMNS[:-1]), "duration", label(DASHBOARD_COLUMNS[-1])]
 # Form field -> the Task.new argument (and ValidationError.field) it feeds.
 FORM_FIELDS = ("model_id", "dataset_id", "hardware", "params", "priority", "max_attempts", "timeout_s")
 

@@ -247,10 +247,12 @@ def build_plan(config: DeployConfig, api=None, say: Callable[[str], None] = prin
     steps: list[Step] = []
 
     def queue_step() -> str:
+        # init also gives an existing queue its dataset card (README.md), without touching tasks.csv.
         queue = TaskQueue.open(config.queue_url, token=config.token, endpoint=config.endpoint)
         return "created with an empty tasks.csv" if queue.init() else "exists, left as is"
 
-    steps.append(Step("queue", f"dataset {config.queue_repo} (private) with tasks.csv, unless it exists", queue_step))
+    steps.append(Step("queue", f"dataset {config.queue_repo} (private) with tasks.csv unless it exists, "
+                               "and its dataset card", queue_step))
 
     def space_step() -> str:
         if _exists(api, space, "space"):

@@ -15,12 +15,8 @@ from enum import Enum
 from typing import Any, Mapping
 
 from .redact import redact
+from .schema import MAX_ERROR_CHARS, MAX_LOG_CHARS, MAX_RESULT_BYTES
 from .tasks import Status, Task
-
-# Bounds of the cells an outcome fills (tasks.csv must stay readable by the csv module's readers).
-RESULT_LIMIT_BYTES = 16 * 1024
-ERROR_LIMIT_CHARS = 2000
-LOG_LIMIT_CHARS = 4000
 
 
 class StopReason(str, Enum):
@@ -121,7 +117,7 @@ def clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def tail(text: str, limit: int = LOG_LIMIT_CHARS) -> str:
+def tail(text: str, limit: int = MAX_LOG_CHARS) -> str:
     """The last `limit` characters of a log, cut at a line start where possible."""
     text = "".join(ch for ch in redact(text) if ch in "\n\t" or ch >= " ")
     if len(text) <= limit:
@@ -153,19 +149,19 @@ def decide_outcome(task: Task, lease_id: str, run: RunResult, stop: StopReason |
                StopReason.WRONG_HARDWARE: "interrupted: this machine is not on the task's hardware",
                StopReason.LEASE_EXPIRED: "interrupted: its lease could not be renewed in time"}[stop]
         why += f" ({detail})" if detail else ""
-        return Outcome(status=Status.PENDING, error=clip(why, ERROR_LIMIT_CHARS), retry_delay_s=0.0,
+        return Outcome(status=Status.PENDING, error=clip(why, MAX_ERROR_CHARS), retry_delay_s=0.0,
                        stop=stop, log=tail(log), **base)
     if stop is StopReason.TIMED_OUT:
         return Outcome(status=Status.FAILED, error=f"timed out after {task.timeout_s}s (timeout_s)",
                        stop=stop, log=tail(log), **base)
     if not run.ok:
-        error = clip(redact(run.error or "the callback failed"), ERROR_LIMIT_CHARS)
+        error = clip(redact(run.error or "the callback failed"), MAX_ERROR_CHARS)
         status = Status.PENDING if run.retry else Status.FAILED
         return Outcome(status=status, error=error, retry_delay_s=retry_delay_s, log=tail(log), **base)
     result = storable(dict(run.result or {}), "result", notes)
     size = len(json.dumps(result, ensure_ascii=False, sort_keys=True).encode("utf-8"))
-    if size > RESULT_LIMIT_BYTES:
-        error = (f"the result is {size:,} bytes of JSON; tasks.csv stores at most {RESULT_LIMIT_BYTES:,} "
+    if size > MAX_RESULT_BYTES:
+        error = (f"the result is {size:,} bytes of JSON; tasks.csv stores at most {MAX_RESULT_BYTES:,} "
                  f"(push large outputs to a repo and return its id)")
         return Outcome(status=Status.FAILED, error=error, log=tail(_with_notes(log, notes)),
                        notes=tuple(notes), **base)

@@ -13,18 +13,18 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Callable, Generic, Iterable, Mapping, Sequence, TypeVar, Union
 
-from . import codec
+from . import card, codec
 from .codec import Table
 from .errors import (AmbiguousWrite, CommitQuotaExceeded, Conflict, InvalidTransition, LeaseLost, StoreError,
                      TaskNotFound, Unavailable, UserError)
 from .lease import new_lease_id, run_may_continue
-from .outcome import ERROR_LIMIT_CHARS, Outcome
+from .outcome import Outcome
+from .schema import MAX_ERROR_CHARS
 from .stores import Store, open_store
 from .tasks import ACTIVE_STATUSES, TERMINAL_STATUSES, Status, Task
 
 R = TypeVar("R")
 ARCHIVE_DIR = "archive"
-MAX_ERROR_CHARS = ERROR_LIMIT_CHARS
 
 
 class TaskCancelled(LeaseLost):
@@ -317,28 +317,27 @@ def archive_tasks(older_than: timedelta) -> Transform[int]:
 
     def apply(table: Table, now: datetime) -> Change[int]:
         cutoff = now - older_than
-        by_month: dict[str, list[Task]] = {}
+        by_month: dict[str, list[int]] = {}
         moved: list[int] = []
         for i in table.indices_with_status(TERMINAL_STATUSES):
             task = table.task(i)
             finished = task.finished_at or task.submitted_at
             if finished is not None and finished <= cutoff:
-                by_month.setdefault(f"{ARCHIVE_DIR}/tasks-{finished:%Y-%m}.csv", []).append(task)
+                by_month.setdefault(f"{ARCHIVE_DIR}/tasks-{finished:%Y-%m}.csv", []).append(i)
                 moved.append(i)
         if not moved:
             return Change(None, 0)
-        files = {path: _merge_archive(tasks) for path, tasks in by_month.items()}
+        # Whole rows move, so the cells of columns this release does not know go with them.
+        files = {path: _merge_archive(table.take(rows)) for path, rows in by_month.items()}
         return Change(table.without(moved), len(moved), files)
 
     return apply
 
 
-def _merge_archive(tasks: list[Task]) -> Callable[[bytes | None], bytes]:
+def _merge_archive(rows: Table) -> Callable[[bytes | None], bytes]:
     def merge(existing: bytes | None) -> bytes:
         # Rows already there (from a write that was applied but not acknowledged) are not added twice.
-        archive = codec.parse(existing, "archive")
-        fresh = [t for t in tasks if archive.find(t.id) is None]
-        return codec.dump(archive.appended(fresh))
+        return codec.dump(codec.parse(existing, "archive").merged(rows))
 
     return merge
 
@@ -457,10 +456,10 @@ class TaskQueue:
     def dataframe(self, status: Status | str | Iterable[Status | str] | None = None):
         import pandas as pd
 
-        from .tasks import COLUMNS
+        from .schema import NAMES, TIME_COLUMNS
 
-        frame = pd.DataFrame([t.to_dict() for t in self.list(status)], columns=list(COLUMNS))
-        for name in ("submitted_at", "not_before", "lease_until", "started_at", "finished_at"):
+        frame = pd.DataFrame([t.to_dict() for t in self.list(status)], columns=list(NAMES))
+        for name in TIME_COLUMNS:
             frame[name] = pd.to_datetime(frame[name].replace("", None), utc=True)
         return frame
 
@@ -517,8 +516,7 @@ class TaskQueue:
                     wait = random.uniform(0, min(2.0, 0.02 * 2**conflicts))
                 else:
                     self.stats["writes"] += 1
-                    self._cached = (new_version, Table(new_table.rows, new_table.lines, False, new_table._index,
-                                                       new_table.raw))
+                    self._cached = (new_version, new_table.as_written())
                     return change.result
             # Back off with the lock released, so other writers on this machine are not held up by our wait.
             self._pause(wait, message)
@@ -556,23 +554,28 @@ class TaskQueue:
                 self._pause(outage.next_wait(exc), "a read")
 
     def init(self) -> bool:
-        """Create the queue file (and, on the Hub, a private dataset) if missing. True if this call created it."""
+        """Create the queue file (and, on the Hub, a private dataset with its card) if missing; give an existing
+        Hub queue its card if it has none. True if this call created the queue file."""
         ensure = getattr(self.store, "ensure_repo", None)
         if ensure is not None:
             ensure()
+        empty = codec.dump(Table())
         for _ in range(self.max_tries):
             with self.store.lock():
                 snapshot = self._available(self.store.read)
                 if snapshot.data is not None:
                     codec.parse(snapshot.data, self.store.path)  # an existing file must already be a queue
-                    return False
+                    break
+                files = {self.store.path: empty, **card.new_queue_files(self.store, empty, ARCHIVE_DIR)}
                 try:
-                    self.store.write({self.store.path: codec.dump(Table())}, expected=snapshot.version,
-                                     message="Create the task queue")
+                    self.store.write(files, expected=snapshot.version, message="Create the task queue")
                     return True
                 except Conflict:
                     continue
-        raise StoreError(f"{self.store.describe()}: could not create the queue file")
+        else:
+            raise StoreError(f"{self.store.describe()}: could not create the queue file")
+        self._available(lambda: card.ensure_card(self.store, empty, ARCHIVE_DIR))
+        return False
 
     def add(self, task: Task | None = None, /, *, wake: bool | None = None, **fields: Any) -> Task:
         """Add one task (a Task, or the fields of Task.new). Adding the same id again adds nothing.

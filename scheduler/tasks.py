@@ -1,32 +1,26 @@
-"""Task (a frozen row of tasks.csv), its Status and the one transition table."""
+"""Task (a frozen row of tasks.csv), its Status and the one transition table.
+
+The Task's fields are the columns of scheduler.schema, in the same order (a test checks it); turning
+a task into cells and back goes through the schema's column types.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from enum import Enum
-from pathlib import Path
 from typing import Any, Mapping
 
-from . import validation
+from . import schema, validation
 from .errors import InvalidTransition, ValidationError
+from .schema import LimitExceeded, Status, format_time, parse_time
 
-
-class Status(str, Enum):
-    PENDING = "PENDING"
-    RUNNING = "RUNNING"
-    DONE = "DONE"
-    FAILED = "FAILED"
-    CANCELLED = "CANCELLED"
-
-    def __str__(self) -> str:
-        return self.value
-
+__all__ = ["Task", "Status", "TRANSITIONS", "TERMINAL_STATUSES", "ACTIVE_STATUSES", "COLUMNS", "HEADER_LINE",
+           "DEFAULT_HARDWARE", "DEFAULT_MAX_ATTEMPTS", "DEFAULT_TIMEOUT_S", "new_task_id", "utcnow", "format_time",
+           "parse_time"]
 
 TERMINAL_STATUSES = (Status.DONE, Status.FAILED, Status.CANCELLED)
 ACTIVE_STATUSES = (Status.PENDING, Status.RUNNING)
@@ -40,41 +34,15 @@ TRANSITIONS: Mapping[Status, frozenset[Status]] = {
     Status.CANCELLED: frozenset({Status.PENDING}),
 }
 
-TEMPLATE_PATH = Path(__file__).with_name("tasks_template.csv")
-
-
-def _template_columns() -> tuple[str, ...]:
-    header = TEMPLATE_PATH.read_text(encoding="utf-8").splitlines()[0]
-    return tuple(name.strip() for name in header.split(","))
-
-
-COLUMNS: tuple[str, ...] = _template_columns()
-HEADER_LINE = ",".join(COLUMNS)
-DEFAULT_HARDWARE = "t4-small"
-DEFAULT_MAX_ATTEMPTS = 3
-DEFAULT_TIMEOUT_S = 3600
+COLUMNS: tuple[str, ...] = schema.NAMES
+HEADER_LINE = schema.HEADER_LINE
+DEFAULT_HARDWARE: str = schema.COLUMN["hardware"].default
+DEFAULT_MAX_ATTEMPTS: int = schema.COLUMN["max_attempts"].default
+DEFAULT_TIMEOUT_S: int = schema.COLUMN["timeout_s"].default
 
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
-
-
-def format_time(value: datetime | None) -> str:
-    if value is None:
-        return ""
-    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def parse_time(value: str, field_name: str) -> datetime | None:
-    if not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise ValidationError(field_name, f"{value!r} is not an ISO 8601 time like 2026-01-31T12:00:00Z") from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
-    return parsed.astimezone(timezone.utc)
 
 
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -103,13 +71,15 @@ def new_task_id() -> str:
     return "".join(reversed(chars))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Task:
+    """One row of tasks.csv. Fields, their order and their defaults are the schema's columns."""
+
     id: str
+    status: Status = Status.PENDING
     model_id: str
     dataset_id: str
     hardware: str = DEFAULT_HARDWARE
-    status: Status = Status.PENDING
     params: Mapping[str, Any] = field(default_factory=dict)
     priority: int = 0
     submitted_at: datetime | None = None
@@ -209,69 +179,20 @@ class Task:
     # -- row form: the cells of tasks.csv, as plain text, before spreadsheet neutralisation --
 
     def to_cells(self) -> list[str]:
-        return [_cell(name, getattr(self, name)) for name in COLUMNS]
+        """The canonical plain text of each column, in the schema's order. Raises ValidationError naming
+        the column and this task (LimitExceeded, with `limit`, for a value over the column's bound)."""
+        cells = []
+        for column in schema.COLUMNS:
+            try:
+                cells.append(column.write(getattr(self, column.name)))
+            except LimitExceeded as exc:
+                raise LimitExceeded(exc.field, exc.size, exc.limit, exc.unit, task_id=self.id) from None
+            except ValidationError as exc:
+                raise ValidationError(exc.field, f"task {self.id}: {exc.message}") from None
+        return cells
 
     @classmethod
     def from_cells(cls, cells: Mapping[str, str]) -> "Task":
-        """Parse one row; ValidationError names the field that is wrong."""
-        try:
-            status = Status(cells["status"])
-        except ValueError:
-            raise ValidationError(
-                "status", f"{cells['status']!r} is not one of {', '.join(s.value for s in Status)}"
-            ) from None
-        return cls(
-            id=validation.task_id(cells["id"]),
-            status=status,
-            model_id=cells["model_id"],
-            dataset_id=cells["dataset_id"],
-            hardware=cells["hardware"],
-            params=_json_object(cells["params"], "params"),
-            priority=validation.integer(cells["priority"] or "0", "priority", -(10**9), 10**9),
-            submitted_at=parse_time(cells["submitted_at"], "submitted_at"),
-            submitted_by=cells["submitted_by"],
-            not_before=parse_time(cells["not_before"], "not_before"),
-            attempts=validation.integer(cells["attempts"] or "0", "attempts", 0, 10**6),
-            max_attempts=validation.integer(cells["max_attempts"] or str(DEFAULT_MAX_ATTEMPTS), "max_attempts", 0, 10**6),
-            timeout_s=validation.integer(cells["timeout_s"] or str(DEFAULT_TIMEOUT_S), "timeout_s", 0, 10**9),
-            worker=cells["worker"],
-            lease_until=parse_time(cells["lease_until"], "lease_until"),
-            lease_id=cells.get("lease_id", ""),
-            started_at=parse_time(cells["started_at"], "started_at"),
-            finished_at=parse_time(cells["finished_at"], "finished_at"),
-            gpu_seconds=_optional_number(cells["gpu_seconds"], "gpu_seconds"),
-            cost_usd=_optional_number(cells["cost_usd"], "cost_usd"),
-            result=_json_object(cells["result"], "result") if cells["result"] else None,
-            error=cells["error"],
-            log=cells.get("log", ""),
-        )
-
-
-def _cell(name: str, value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, datetime):
-        return format_time(value)
-    if isinstance(value, Status):
-        return value.value
-    if isinstance(value, Mapping):
-        return json.dumps(dict(value), ensure_ascii=False, sort_keys=True, allow_nan=False) if (value or name == "params") else ""
-    if isinstance(value, float):
-        return repr(round(value, 6))
-    return str(value)
-
-
-def _json_object(raw: str, field_name: str) -> dict:
-    if not raw:
-        return {}
-    try:
-        value = json.loads(raw)
-    except ValueError as exc:
-        raise ValidationError(field_name, f"is not valid JSON ({exc})") from None
-    if not isinstance(value, dict):
-        raise ValidationError(field_name, "must be a JSON object")
-    return value
-
-
-def _optional_number(raw: str, field_name: str) -> float | None:
-    return validation.finite_number(raw, field_name) if raw else None
+        """A task from plain cells (column name -> text, as `to_cells` gives them); a missing column reads as
+        an empty cell, that is its default. Raises ValidationError naming the column."""
+        return cls(**{column.name: column.read(cells.get(column.name, "")) for column in schema.COLUMNS})

@@ -1,4 +1,7 @@
-"""Field validators. Each raises ValidationError naming the field, before anything is sent or stored."""
+"""Field validators and the size bounds of tasks.csv's cells (scheduler.schema exposes both per column).
+
+Each validator raises ValidationError naming the field, before anything is sent or stored.
+"""
 
 from __future__ import annotations
 
@@ -16,60 +19,73 @@ HARDWARE_FLAVORS: tuple[str, ...] = tuple(h.value for h in SpaceHardware)
 # Hub rules: ASCII letters, digits, '-', '_', '.'; no leading/trailing '-' or '.', no '--' or '..',
 # names up to 96 characters, not ending in '.git'.
 _REPO_PART = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?$")
-_TASK_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
+# What a new task may ask for (Task.new); tasks.csv itself holds wider ranges (scheduler.schema).
 PRIORITY_RANGE = (-1000, 1000)
 MAX_ATTEMPTS_RANGE = (1, 20)
 TIMEOUT_RANGE = (1, 7 * 24 * 3600)
-MAX_PARAMS_BYTES = 64 * 1024
+
+# Size bounds of tasks.csv's cells: the writer refuses more, the reader accepts up to this much.
+MAX_TASK_ID_CHARS = 64
+MAX_REPO_ID_CHARS = 96 + 1 + 42  # the Hub: names up to 96 characters, owners up to 42
+MAX_NAME_CHARS = 200  # submitted_by, worker
+MAX_LEASE_ID_CHARS = 128
+MAX_PARAMS_BYTES = 64 * 1024  # UTF-8 bytes of JSON
 MAX_PARAMS_DEPTH = 16
-MAX_TEXT = 200
+MAX_RESULT_BYTES = 16 * 1024  # UTF-8 bytes of JSON
+MAX_ERROR_CHARS = 2000
+MAX_LOG_CHARS = 4000
+MAX_TEXT = MAX_NAME_CHARS
+
+_TASK_ID = re.compile(rf"[A-Za-z0-9_-]{{1,{MAX_TASK_ID_CHARS}}}")
+# The ids pandas would read as a missing value (scheduler.schema.NA_CELLS has them all).
+_MISSING_MARKERS = frozenset({"NA", "NULL", "NaN", "None", "nan", "null", "-NaN", "-nan"})
 
 
 def repo_id(value: Any, field: str) -> str:
     if not isinstance(value, str) or not value.strip():
         raise ValidationError(field, "is required (expected OWNER/NAME)")
     value = value.strip()
-    if len(value) > 96 + 1 + 42:
+    if len(value) > MAX_REPO_ID_CHARS:
         raise ValidationError(field, f"is too long ({len(value)} characters)")
     parts = value.split("/")
     if len(parts) != 2:
-        raise ValidationError(field, f"{_show(value)} must be OWNER/NAME (exactly one '/')")
+        raise ValidationError(field, f"{show_value(value)} must be OWNER/NAME (exactly one '/')")
     for part, what in zip(parts, ("owner", "name")):
         if part in (".", "..") or not _REPO_PART.match(part):
             raise ValidationError(
                 field,
-                f"{_show(value)}: the {what} may use only letters, digits, '-', '_' and '.', "
+                f"{show_value(value)}: the {what} may use only letters, digits, '-', '_' and '.', "
                 "and must start and end with a letter or digit",
             )
         if "--" in part or ".." in part:
-            raise ValidationError(field, f"{_show(value)}: '--' and '..' are not allowed")
+            raise ValidationError(field, f"{show_value(value)}: '--' and '..' are not allowed")
     if parts[1].endswith(".git"):
-        raise ValidationError(field, f"{_show(value)}: a name cannot end with '.git'")
+        raise ValidationError(field, f"{show_value(value)}: a name cannot end with '.git'")
     return value
 
 
 def hardware(value: Any, field: str = "hardware") -> str:
     if not isinstance(value, str) or value.strip() not in HARDWARE_FLAVORS:
         raise ValidationError(
-            field, f"{_show(value)} is not a Space hardware flavor; choose one of: {', '.join(HARDWARE_FLAVORS)}"
+            field, f"{show_value(value)} is not a Space hardware flavor; choose one of: {', '.join(HARDWARE_FLAVORS)}"
         )
     return value.strip()
 
 
 def integer(value: Any, field: str, lo: int, hi: int) -> int:
     if isinstance(value, bool):
-        raise ValidationError(field, f"expected an integer, got {_show(value)}")
+        raise ValidationError(field, f"expected an integer, got {show_value(value)}")
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     if isinstance(value, str):
         text = value.strip()
         if not re.fullmatch(r"[+-]?\d{1,12}", text):
-            raise ValidationError(field, f"expected an integer, got {_show(value)}")
+            raise ValidationError(field, f"expected an integer, got {show_value(value)}")
         value = int(text)
     if not isinstance(value, int):
-        raise ValidationError(field, f"expected an integer, got {_show(value)}")
+        raise ValidationError(field, f"expected an integer, got {show_value(value)}")
     if not lo <= value <= hi:
         raise ValidationError(field, f"must be between {lo} and {hi}, got {value}")
     return value
@@ -88,8 +104,10 @@ def timeout_s(value: Any) -> int:
 
 
 def task_id(value: Any, field: str = "id") -> str:
-    if not isinstance(value, str) or not _TASK_ID.match(value):
-        raise ValidationError(field, f"{_show(value)} must be 1-64 letters, digits, '-' or '_'")
+    if not isinstance(value, str) or not _TASK_ID.fullmatch(value):
+        raise ValidationError(field, f"{show_value(value)} must be 1-{MAX_TASK_ID_CHARS} letters, digits, '-' or '_'")
+    if value in _MISSING_MARKERS:
+        raise ValidationError(field, f"{show_value(value)} is what pandas reads as a missing value; choose another id")
     return value
 
 
@@ -113,7 +131,7 @@ def params(value: Any) -> dict:
         raw = value.decode() if isinstance(value, bytes) else value
         if len(raw.encode()) > MAX_PARAMS_BYTES:
             raise ValidationError("params", f"is too large ({len(raw.encode())} bytes, at most {MAX_PARAMS_BYTES})")
-        _check_depth_text(raw)
+        check_json_depth(raw)
         try:
             value = json.loads(raw, parse_constant=_reject_constant)
         except json.JSONDecodeError as exc:
@@ -131,19 +149,19 @@ def params(value: Any) -> dict:
         raise ValidationError("params", f"cannot be stored as JSON: {exc}") from None
     if len(encoded.encode()) > MAX_PARAMS_BYTES:
         raise ValidationError("params", f"is too large ({len(encoded.encode())} bytes, at most {MAX_PARAMS_BYTES})")
-    _check_depth_text(encoded)
+    check_json_depth(encoded)
     return value
 
 
 def parse_param_assignment(item: str) -> tuple[str, Any]:
     """`k=v` from the CLI: v is read as JSON when it parses (numbers, booleans, lists), else as text."""
     if "=" not in item:
-        raise ValidationError("params", f"{_show(item)} must look like key=value")
+        raise ValidationError("params", f"{show_value(item)} must look like key=value")
     key, raw = item.split("=", 1)
     key = key.strip()
     if not key:
-        raise ValidationError("params", f"{_show(item)} has an empty key")
-    _check_depth_text(raw)  # json.loads recurses once per level: a deep enough value overflows the stack
+        raise ValidationError("params", f"{show_value(item)} has an empty key")
+    check_json_depth(raw)  # json.loads recurses once per level: a deep enough value overflows the stack
     try:
         value = json.loads(raw, parse_constant=_reject_constant)
     except ValueError:
@@ -155,13 +173,14 @@ def finite_number(value: Any, field: str) -> float:
     try:
         number = float(value)
     except (TypeError, ValueError):
-        raise ValidationError(field, f"expected a number, got {_show(value)}") from None
+        raise ValidationError(field, f"expected a number, got {show_value(value)}") from None
     if not math.isfinite(number) or number < 0:
-        raise ValidationError(field, f"must be a finite number >= 0, got {_show(value)}")
+        raise ValidationError(field, f"must be a finite number >= 0, got {show_value(value)}")
     return number
 
 
-def _check_depth_text(raw: str) -> None:
+def check_json_depth(raw: str, field: str = "params") -> None:
+    """Refuse JSON text nested deeper than MAX_PARAMS_DEPTH without parsing it (json recurses per level)."""
     depth = deepest = 0
     in_string = escaped = False
     for ch in raw:
@@ -178,7 +197,7 @@ def _check_depth_text(raw: str) -> None:
             depth += 1
             deepest = max(deepest, depth)
             if deepest > MAX_PARAMS_DEPTH:
-                raise ValidationError("params", f"is nested too deeply (more than {MAX_PARAMS_DEPTH} levels)")
+                raise ValidationError(field, f"is nested too deeply (more than {MAX_PARAMS_DEPTH} levels)")
         elif ch in "]}":
             depth -= 1
 
@@ -187,6 +206,8 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"params: {name} is not allowed in JSON")
 
 
-def _show(value: Any) -> str:
+def show_value(value: Any) -> str:
+    """A value quoted for an error message, cut to 60 characters: a refusal never echoes a megabyte back."""
     text_value = repr(value)
     return text_value if len(text_value) <= 60 else text_value[:57] + "...'"
+

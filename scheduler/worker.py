@@ -45,10 +45,11 @@ from .hub import RETRY_STATUSES, describe, status_of
 from .journal import Journal
 from .lease import (DEFAULT_HEARTBEAT_S, SPACE_LEASE_MARGIN_S, Holder, heartbeat_lease_s, is_predecessor,
                     new_boot_id, new_lease_id)
-from .outcome import LOG_LIMIT_CHARS, Outcome, RunResult, StopReason, decide_outcome
+from .outcome import Outcome, RunResult, StopReason, decide_outcome
 from .proctree import process_started_at
 from .queue import ClaimSpec, Interrupted, TaskCancelled, TaskQueue
 from .redact import redact, register_secret
+from .schema import MAX_LOG_CHARS
 from .settings import WorkerSettings
 from .tasks import ACTIVE_STATUSES, Status, Task, format_time
 
@@ -506,7 +507,7 @@ class Worker(BackgroundLoop):
         if not result.ok and active.stop is None and self._stop.is_set():
             active.stop = StopReason.WORKER_STOPPED  # the signal that stopped us reached the run first
         outcome = decide_outcome(active.task, active.lease_id, result, active.stop, seconds=seconds, cost_usd=cost,
-                                 log=log[-LOG_LIMIT_CHARS * 2:], retry_delay_s=self.settings.retry_delay_s,
+                                 log=log[-MAX_LOG_CHARS * 2:], retry_delay_s=self.settings.retry_delay_s,
                                  detail=self._stop_reason if active.stop is StopReason.WORKER_STOPPED else "")
         for note in outcome.notes:
             active.run.log.write(f"note: {note}")

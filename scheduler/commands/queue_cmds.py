@@ -9,12 +9,11 @@ import sys
 from datetime import timedelta
 from pathlib import Path
 
-from .. import validation
+from .. import schema, validation
 from ..errors import UserError, ValidationError
+from ..schema import LIST_COLUMNS as TABLE_COLUMNS
 from ..tasks import DEFAULT_HARDWARE, DEFAULT_MAX_ATTEMPTS, DEFAULT_TIMEOUT_S, Status, Task
 from .common import add_queue_options, open_queue
-
-TABLE_COLUMNS = ("id", "status", "model_id", "dataset_id", "hardware", "priority", "attempts", "submitted_at", "error")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -107,6 +106,8 @@ def read_task_file(path: Path) -> list[Task]:
         raise UserError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     reader = csv.DictReader(text.splitlines(keepends=True))
     known = {"model_id", "dataset_id", "hardware", "params", "priority", "max_attempts", "timeout_s", "id", "submitted_by"}
+    if reader.fieldnames:
+        reader.fieldnames = [name.strip().lower() for name in reader.fieldnames]
     if not reader.fieldnames or not {"model_id", "dataset_id"} <= set(reader.fieldnames):
         raise UserError(f"{path} line 1: the header must name at least model_id and dataset_id")
     unknown = [name for name in reader.fieldnames if name not in known]
@@ -116,7 +117,14 @@ def read_task_file(path: Path) -> list[Task]:
     try:
         for row in reader:
             line = reader.line_num
+            # As in tasks.csv: pandas' missing-value markers are empty cells, blank rows are no rows.
+            row = {k: "" if v is None or schema.is_missing(v) else v for k, v in row.items() if k is not None}
+            if not any(v.strip() for v in row.values()):
+                continue
             try:
+                for name in ("priority", "max_attempts", "timeout_s"):  # 3.0 from pandas or a spreadsheet is 3
+                    if row.get(name, "").strip():
+                        row[name] = schema.COLUMN[name].read(row[name])
                 tasks.append(Task.new(
                     row["model_id"], row["dataset_id"], row.get("hardware") or DEFAULT_HARDWARE,
                     params=row.get("params") or None, priority=row.get("priority") or 0,
