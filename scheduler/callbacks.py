@@ -255,7 +255,8 @@ def classify_exception(exc: BaseException) -> bool:
     """Whether a failure is worth another attempt. False for what would fail again the same way: a
     NonRetryable, a bad input (UserError), a repo, revision or file the Hub says does not exist, a
     gated repo, an authentication or permission refusal, a missing token, and an out-of-memory on this
-    hardware (the same batch on the same GPU runs out again)."""
+    hardware (the same batch on the same GPU runs out again), a request the Hub refuses as malformed or
+    unpaid (400, 402, 422)."""
     from .errors import NonRetryable, UserError
 
     if isinstance(exc, (NonRetryable, UserError)):
@@ -267,7 +268,7 @@ def classify_exception(exc: BaseException) -> bool:
     if names & permanent:
         return False
     status = getattr(getattr(exc, "response", None), "status_code", None)
-    return status not in (401, 403, 404)
+    return status not in (400, 401, 402, 403, 404, 422)
 
 
 def _child_main(spec_path: str) -> int:

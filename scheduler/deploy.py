@@ -425,16 +425,18 @@ def check_prerequisites(api, config: DeployConfig, say: Callable[[str], None] = 
         raise UserError("missing prerequisites, nothing was created:\n" + "\n".join(f"  - {m}" for m in verdict.missing))
     for note in verdict.notes:
         say(f"note: {note}")
+    outside = _outside_users(api, me, config)
+    if config.public is None and not creates:
+        config.public = not api.space_info(config.space_id).private  # an existing Space keeps its visibility
     if config.public is None:
-        outside = _outside_users(api, me, config)
-        config.public = bool(outside) and creates
-        if outside and creates:
+        config.public = bool(outside)
+        if outside:
             say(f"note: the Space will be public so that {', '.join(outside)} can reach it (a private Space "
                 f"answers 404 to anyone but its owner and collaborators); only the allowed users may submit, "
                 f"and the queue dataset stays private")
-        elif outside:
-            say(f"note: {', '.join(outside)} can reach the Space only if it is public (a private Space answers 404 "
-                f"to anyone but its owner and collaborators)")
+    if outside and not config.public:
+        say(f"note: {', '.join(outside)} can reach the Space only if it is public (a private Space answers 404 "
+            f"to anyone but its owner and collaborators)")
 
 
 def _outside_users(api, me: dict, config: DeployConfig) -> list[str]:

@@ -155,6 +155,11 @@ def _gb(text: str | None) -> float | None:
     return float(match.group(1)) if match else None
 
 
+def catalog_for(executor: str | None, api=None) -> Catalog:
+    """The flavors a task may name when it runs on `executor` ("jobs": Job flavors; else Space flavors)."""
+    return catalog(api, "jobs" if executor == "jobs" else "spaces")
+
+
 # ---------------------------------------------------------------- this machine
 
 

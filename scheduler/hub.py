@@ -52,6 +52,7 @@ def status_of(exc: BaseException) -> int | None:
 
 
 _RATELIMIT_T = re.compile(r";\s*t=(\d+(?:\.\d+)?)")
+_RATELIMIT_R = re.compile(r";\s*r=(\d+)")
 _ABOUT = re.compile(r"in about (an?|\d+(?:\.\d+)?)\s*(second|minute|hour)s?", re.IGNORECASE)
 _UNIT_S = {"second": 1.0, "minute": 60.0, "hour": 3600.0}
 
@@ -59,8 +60,8 @@ _UNIT_S = {"second": 1.0, "minute": 60.0, "hour": 3600.0}
 def retry_after_s(exc: BaseException) -> float | None:
     """How long the Hub asked us to wait, in seconds, or None when it did not say.
 
-    Read in this order: `Retry-After` (seconds or an HTTP date), the IETF `RateLimit` header's `t=`
-    (the Hub's request quotas, hub-facts §8 and §11), then the text of a commit-quota refusal ("You can
+    Read in this order: `Retry-After` (seconds or an HTTP date), the IETF `RateLimit` header's `t=` when
+    its `r=` is 0 (the Hub's request quotas, hub-facts §8 and §11), then the text of a commit-quota refusal ("You can
     retry this action in about 1 hour"), which is all the Hub is documented to give for that quota."""
     response = getattr(exc, "response", None)
     if response is None:
@@ -75,9 +76,12 @@ def retry_after_s(exc: BaseException) -> float | None:
                 return max(0.0, (parsedate_to_datetime(value) - datetime.now(timezone.utc)).total_seconds())
             except (TypeError, ValueError):
                 pass
-    match = _RATELIMIT_T.search(headers.get("RateLimit") or "")
-    if match:
-        return float(match.group(1))
+    ratelimit = headers.get("RateLimit") or ""
+    remaining, reset = _RATELIMIT_R.search(ratelimit), _RATELIMIT_T.search(ratelimit)
+    # Every answer carries RateLimit; its reset time is a wait only once the quota is spent (r=0), as
+    # huggingface_hub reads it too.
+    if reset and remaining and int(remaining.group(1)) == 0:
+        return float(reset.group(1))
     text = getattr(exc, "server_message", None) or ""
     match = _ABOUT.search(text)
     if match:

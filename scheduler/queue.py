@@ -97,9 +97,12 @@ def claim_task(holder: str, lease_id: str, lease_s: LeaseSpan, hardware: Iterabl
 
     `takeover`: ids of RUNNING tasks the caller knows to be abandoned (its own predecessor's runs),
     taken back at once instead of after their lease. A claim whose answer was lost is recognised by its
-    lease id when it is re-applied, never by the holder's name, so one holder may hold several tasks."""
+    lease id when it is re-applied, never by the holder's name, so one holder may hold several tasks.
+    `exclude`: ids the caller runs itself (a lease of its own that ran out is its to renew, not a task
+    to start again)."""
     wanted = None if hardware is None else set(hardware)
     abandoned = set(takeover)
+    mine = set(exclude)
 
     def apply(table: Table, now: datetime) -> Change[Task | None]:
         indices = table.indices_with_status(ACTIVE_STATUSES)

@@ -216,9 +216,10 @@ class RepoIdKind(Kind):
 
 
 class HardwareKind(Kind):
-    """A flavor name. New tasks must name a Space hardware flavor (validation.hardware); the file takes any
-    flavor-shaped name, so a flavor the Hub adds later does not make an older reader refuse the queue
-    (the worker fails a task whose flavor it does not know)."""
+    """A flavor name, of any flavor the Hub lists: which ones a task may name depends on where it runs
+    (Space or Job flavors: flavors.Catalog.check, at add and in the worker), so a flavor the Hub adds
+    later does not make an older reader refuse the queue (the worker fails a task whose flavor it
+    does not offer)."""
 
     name = "hardware flavor"
     fast = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
@@ -232,7 +233,7 @@ class HardwareKind(Kind):
         return value
 
     def describe(self) -> str:
-        return "a hardware flavor name (new tasks: a Space hardware flavor)"
+        return "a hardware flavor name (a Space flavor, or a Job flavor with the jobs executor)"
 
 
 def _no_constant(name: str) -> Any:

@@ -66,11 +66,16 @@ def repo_id(value: Any, field: str) -> str:
     return value
 
 
+_FLAVOR_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
+
+
 def hardware(value: Any, field: str = "hardware") -> str:
-    if not isinstance(value, str) or value.strip() not in HARDWARE_FLAVORS:
-        raise ValidationError(
-            field, f"{show_value(value)} is not a Space hardware flavor; choose one of: {', '.join(HARDWARE_FLAVORS)}"
-        )
+    """A flavor name. Which flavors a task may name depends on where it runs (the Hub's list for
+    Spaces, or for Jobs): flavors.Catalog.check decides that where the target is known (add, submit,
+    the worker); here only the shape is checked."""
+    if not isinstance(value, str) or not _FLAVOR_NAME.fullmatch(value.strip()):
+        raise ValidationError(field, f"{show_value(value)} is not a hardware flavor name like t4-small; "
+                                     f"Space flavors: {', '.join(HARDWARE_FLAVORS)}")
     return value.strip()
 
 

@@ -50,6 +50,7 @@ class Waker:
         self.space_id = space_id
         self.sleep_time_s = sleep_time_s
         self.last: WakeResult | None = None
+        self._jobs: bool | None = None
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -69,6 +70,7 @@ class Waker:
         flavor = task.hardware
         with self._lock:  # two adds from one client must not become two requests (two restarts)
             runtime = self.controller.runtime()
+            jobs = self._runs_jobs()
             if runtime.stage in SLEEPING_STAGES:
                 # A slept Space boots again on a restart (or a visit); its worker then asks for the GPU.
                 self.controller.restart()
@@ -83,6 +85,8 @@ class Waker:
                 return self._note(flavor, False, f"the Space is in {runtime.stage}",
                                   attention=f"{self.space_id} is in {runtime.stage} ({runtime.error or 'see its logs'}); "
                                             f"this task will wait until the Space runs again")
+            if jobs:
+                return self._note(flavor, False, "the Space runs tasks as Jobs: it stays on its idle flavor")
             if flavor in (runtime.hardware, runtime.requested_hardware):
                 return self._note(flavor, False, f"{flavor} is already current or requested")
             # A Space building on the idle flavor may be restarted for free; one on a GPU may not.
@@ -98,6 +102,17 @@ class Waker:
                                   attention=f"the Hub refused {flavor} for {self.space_id} ({describe(exc)}); the "
                                             f"Space's worker will try again and fail the task if it cannot")
             return self._note(flavor, True, f"requested {flavor} (sleep time {sleep_time}s)")
+
+    def _runs_jobs(self) -> bool:
+        """Whether the Space's worker runs tasks as Jobs (its SCHEDULER_EXECUTOR variable), read once:
+        asking such a Space for a GPU would bill one for nothing."""
+        if self._jobs is None:
+            try:
+                variables = self.controller.api.get_space_variables(self.space_id)
+                self._jobs = getattr(variables.get("SCHEDULER_EXECUTOR"), "value", None) == "jobs"
+            except Exception:
+                return False  # unknown: the Space's own worker gives the GPU back if it does not need it
+        return self._jobs
 
     def _note(self, flavor: str | None, requested: bool, reason: str, attention: str | None = None) -> WakeResult:
         self.last = WakeResult(flavor, requested, reason, attention)

@@ -35,7 +35,7 @@ from huggingface_hub.errors import HfHubHTTPError
 from . import billing
 from . import decide as rules
 from .background import BackgroundLoop
-from .callbacks import TaskFiles, TaskLog, read_progress, tail_log, write_json_atomic
+from .callbacks import TaskFiles, TaskLog, classify_exception, read_progress, tail_log, write_json_atomic
 from .decide import Action, Downgrade, GiveUp, Policy, RequestHardware, RunTask, Serve, Wait
 from .errors import LeaseLost, SchedulerError, UserError
 from .executors import Executor, Run
@@ -439,8 +439,8 @@ class Worker(BackgroundLoop):
             run = self.executor.start(task, task.lease_id)
         except Exception as exc:
             error = f"could not start the run: {describe(exc)}"
-            self.journal.put(decide_outcome(task, task.lease_id, RunResult(ok=False, error=error), None,
-                                            seconds=0.0, cost_usd=0.0, log=error))
+            result = RunResult(ok=False, error=error, retry=classify_exception(exc))
+            self.journal.put(decide_outcome(task, task.lease_id, result, None, seconds=0.0, cost_usd=0.0, log=error))
             self._run_ended.set()
             return
         self._track(ActiveRun(task, task.lease_id, run, flavor or task.hardware, now,
@@ -731,8 +731,10 @@ class Worker(BackgroundLoop):
 
     def release(self) -> None:
         """Give paid hardware back; retried until the Hub takes the request. A worker inside its own
-        Space that has just asked for another flavor leaves it to the restart that request causes;
-        any other worker (one driving a Space from outside) asks for the idle flavor on its way out."""
+        Space leaves the hardware alone when it has just asked for another flavor (the restart that
+        request causes is the way out) or when it is not the replica on the current flavor (an old
+        replica stopped after a switch: the new one owns that hardware now). Any other worker (one
+        driving a Space from outside) asks for the idle flavor on its way out."""
         if not self.manages_hardware:
             return
         idle = self.policy.idle_flavor
@@ -741,7 +743,8 @@ class Worker(BackgroundLoop):
         while True:
             try:
                 runtime = self.controller.runtime()
-                if self._handing_over and self.inside_space and runtime.requested_hardware == self._handing_over:
+                if self.inside_space and (runtime.requested_hardware == self._handing_over
+                                          or not self._replica_ready(runtime)):
                     return
                 if runtime.requested_hardware in (idle, None) and not is_paid(runtime.hardware, idle):
                     return
@@ -754,6 +757,8 @@ class Worker(BackgroundLoop):
             except Exception as exc:
                 attempt += 1
                 self._set(last_error=redact(f"could not release the hardware (try {attempt}): {describe(exc)}"))
+                if _permanent(exc):
+                    return  # no such Space, or no access to it: nothing this worker can release
                 if time.monotonic() > deadline:
                     raise SchedulerError(f"could not release the hardware after {attempt} tries: {describe(exc)}") from exc
                 time.sleep(min(10.0, 0.5 * 2**min(attempt, 5)) * random.uniform(0.5, 1.0))

@@ -25,7 +25,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_queue_options(p)
     p.add_argument("model_id", nargs="?", help="base model, OWNER/NAME")
     p.add_argument("dataset_id", nargs="?", help="dataset, OWNER/NAME")
-    p.add_argument("--hardware", default=DEFAULT_HARDWARE, help=f"Space hardware flavor (default {DEFAULT_HARDWARE})")
+    p.add_argument("--hardware", default=DEFAULT_HARDWARE,
+                   help=f"hardware flavor (default {DEFAULT_HARDWARE}): a Space flavor, or a Job flavor with "
+                        f"--executor jobs")
+    p.add_argument("--executor", choices=["space", "jobs", "local"], default=None,
+                   help="where the queue's tasks run, which decides the flavors a task may name "
+                        "(default: $SCHEDULER_EXECUTOR, else space)")
     p.add_argument("--params", default=None, help='JSON object, e.g. \'{"epochs": 3}\'')
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="one parameter (repeatable)")
     p.add_argument("--priority", default=0, help="higher runs first (default 0)")
@@ -77,27 +82,49 @@ def _params(args) -> dict:
     return validation.params(params)
 
 
+def _flavors(args, queue):
+    """The flavors tasks of this queue may name: the Hub's list for its executor (fallback offline)."""
+    import os
+
+    from ..flavors import catalog_for
+
+    executor = args.executor or os.environ.get("SCHEDULER_EXECUTOR") or "space"
+    return catalog_for(executor, getattr(queue.store, "api", None))
+
+
 def cmd_add(args) -> int:
     queue = open_queue(args)
+    flavors = _flavors(args, queue)
     if args.from_csv:
         if args.model_id or args.dataset_id:
             raise UserError("give either MODEL DATASET or --from-csv FILE, not both")
-        tasks = read_task_file(Path(args.from_csv))
+        tasks = read_task_file(Path(args.from_csv), flavors)
         stored = queue.add_many(tasks)
     else:
         if not args.model_id or not args.dataset_id:
             raise UserError("add needs MODEL_ID and DATASET_ID (or --from-csv FILE)")
-        stored = [queue.add(Task.new(
+        task = Task.new(
             args.model_id, args.dataset_id, args.hardware, params=_params(args), priority=args.priority,
             max_attempts=args.max_attempts, timeout_s=args.timeout, id=args.id, submitted_by=args.submitted_by,
-        ))]
+        )
+        flavors.check(task.hardware)
+        stored = [queue.add(task)]
     for task in stored:
         print(json.dumps(task.to_dict(), ensure_ascii=False) if args.json else f"{task.id} {task.status.value} {task.model_id} {task.dataset_id} {task.hardware}")
+    attention = getattr(queue.last_wake, "attention", None)
+    if attention:
+        print(f"warning: {attention}", file=sys.stderr)
+    elif isinstance(queue.last_wake, Exception):
+        from ..hub import describe
+
+        print(f"warning: the task is stored, but its Space could not be woken ({describe(queue.last_wake)}); "
+              f"it runs at the Space's next look at the queue", file=sys.stderr)
     return 0
 
 
-def read_task_file(path: Path) -> list[Task]:
-    """Rows of a user's CSV, each validated; the first bad one stops everything before anything is written."""
+def read_task_file(path: Path, flavors=None) -> list[Task]:
+    """Rows of a user's CSV, each validated (the hardware against `flavors`, a flavors.Catalog, when
+    given); the first bad one stops everything before anything is written."""
     try:
         text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
@@ -125,13 +152,16 @@ def read_task_file(path: Path) -> list[Task]:
                 for name in ("priority", "max_attempts", "timeout_s"):  # 3.0 from pandas or a spreadsheet is 3
                     if row.get(name, "").strip():
                         row[name] = schema.COLUMN[name].read(row[name])
-                tasks.append(Task.new(
+                task = Task.new(
                     row["model_id"], row["dataset_id"], row.get("hardware") or DEFAULT_HARDWARE,
                     params=row.get("params") or None, priority=row.get("priority") or 0,
                     max_attempts=row.get("max_attempts") or DEFAULT_MAX_ATTEMPTS,
                     timeout_s=row.get("timeout_s") or DEFAULT_TIMEOUT_S, id=row.get("id") or None,
                     submitted_by=row.get("submitted_by") or "",
-                ))
+                )
+                if flavors is not None:
+                    flavors.check(task.hardware)
+                tasks.append(task)
             except ValidationError as exc:
                 column = reader.fieldnames.index(exc.field) + 1 if exc.field in reader.fieldnames else None
                 where = f"line {line}" + (f", column {column}" if column else "")

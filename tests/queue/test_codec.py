@@ -142,7 +142,7 @@ def test_columns_in_another_order_are_accepted_and_written_back_in_order():
         ("model_id", dict(model_id="../etc/passwd"), "model_id"),
         ("dataset_id", dict(dataset_id="a/b--c"), "'--'"),
         ("dataset_id", dict(dataset_id="a/" + "x" * 97), "dataset_id"),
-        ("hardware", dict(hardware="h100-giant"), "not a Space hardware flavor"),
+        ("hardware", dict(hardware="H100 giant!"), "not a hardware flavor name"),
         ("priority", dict(priority="high"), "integer"),
         ("priority", dict(priority=10**6), "between"),
         ("timeout_s", dict(timeout_s=0), "between"),

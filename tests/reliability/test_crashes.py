@@ -113,10 +113,7 @@ def space_rig(tmp_path):
     from scheduler.emulator import start_emulator
     from tests.worker.conftest import Rig
 
-    # until the product keeps the old replica of a hardware switch from acting on the new hardware:
-    # stopped after the overlap, it releases the GPU the new replica is running a task on.
-    handle = start_emulator(tmp_path / "hub", boot_delay=1.0, app_start_delay=0.1, stop_grace=3.0, fsync=False,
-                            rules="overlap=0")
+    handle = start_emulator(tmp_path / "hub", boot_delay=1.0, app_start_delay=0.1, stop_grace=3.0, fsync=False)
     rig = Rig(handle, tmp_path, token="hf_crashRigToken0123456789")
     try:
         yield rig

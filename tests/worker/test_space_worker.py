@@ -120,7 +120,6 @@ def test_during_a_switch_only_the_gpu_replica_runs_the_task_and_no_extra_boot_is
     rig.wait_settled("cpu-basic")
     assert tasks[0].status is Status.DONE and tasks[0].attempts == 1
     assert tasks[0].result["hardware"] == "t4-small"
-    assert "this replica is not on that hardware" in rig.space_log()  # the old replica held back
     assert rig.emulator.hub.spaces.info(rig.space)["boots"] == 3  # cpu, t4, cpu: nothing more
     assert task.id in rig.space_log()
 
