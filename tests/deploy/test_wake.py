@@ -126,3 +126,21 @@ def test_a_webhook_mounted_on_an_app_answers_over_http():
     assert client.post("/webhooks/queue", json=payload()).status_code == 401
     answer = client.post("/webhooks/queue", json=payload("f" * 40), headers={"x-webhook-secret": "s3cret"})
     assert answer.status_code == 200 and seen == ["f" * 40]
+
+
+def test_an_add_that_cannot_reach_its_space_says_so_and_still_stores_the_task(emulator, hf_api, space, capsys,
+                                                                             monkeypatch):
+    """A paused Space stays paused until its owner restarts it: the task would wait silently."""
+    from scheduler.cli import main
+
+    open_queue(emulator)
+    hf_api.pause_space(SPACE)
+    monkeypatch.setenv("HF_TOKEN", TEST_TOKEN)
+    monkeypatch.setenv("SCHEDULER_SPACE", SPACE)
+    code = main(["add", "--queue", QUEUE, "--endpoint", emulator.url,
+                 "demo/model", "demo/data", "--hardware", "t4-small"])
+    out, err = capsys.readouterr()
+    assert code == 0 and "PENDING" in out
+    assert f"warning: {SPACE} is PAUSED; this task will wait until its owner restarts it" in err
+    assert hf_api.get_space_runtime(SPACE).stage == "PAUSED"
+    assert requests_made(emulator) == 0

@@ -86,3 +86,19 @@ def test_the_cli_talks_to_the_hub_and_never_prints_the_token(hub_emulator, capsy
     code, out, err = run(capsys, "show", "--queue", "hf://datasets/demo/absent", "--endpoint", hub_emulator.url, "x")
     assert code == 2 and "not found" in err
     assert TOKEN not in out + err
+
+
+@pytest.mark.parametrize("executor, flavor, accepted", [
+    ("jobs", "h200", True), ("jobs", "cpu-performance", True), ("space", "h200", False),
+    ("space", "zero-a10g", False), ("jobs", "zero-a10g", False), ("space", "a10g-small", True),
+])
+def test_the_flavors_a_task_may_name_are_those_its_executor_offers(tmp_path, capsys, monkeypatch, executor, flavor,
+                                                                   accepted):
+    """Job flavors the Space enum lacks (h200, cpu-performance) for the jobs executor; never ZeroGPU, which
+    gives no GPU to a training process (the fallback table: a folder queue has no Hub to ask)."""
+    monkeypatch.setenv("SCHEDULER_EXECUTOR", executor)
+    code, out, err = run(capsys, "add", "--queue", str(tmp_path), "acme/m", "acme/d", "--hardware", flavor)
+    assert (code == 0) is accepted, err
+    if not accepted:
+        assert "hardware" in err and ("ZeroGPU" in err or "hardware flavor; choose one of" in err)
+        assert TaskQueue.open(str(tmp_path)).list() == []
