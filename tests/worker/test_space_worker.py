@@ -150,3 +150,24 @@ def test_a_burst_longer_than_one_tasks_timeout_and_ten_minutes_is_never_cut_by_t
     assert {t.status for t in final} == {Status.DONE} and all(t.attempts == 1 for t in final)
     assert not any(e.get("stage") in ("SLEEPING", "STOPPED") for e in rig.billing()["timeline"])
     assert "sleep time of t4-small extended" in rig.space_log()
+
+
+def test_the_cost_shown_for_a_burst_is_what_the_hub_bills_for_it(rig):
+    """Per started minute of every paid replica (boots, tasks, waits, the overlap of a switch), from the
+    periods the worker writes to billing/periods.csv, against the emulator's own bill."""
+    from scheduler import billing
+    from scheduler.hardware import hourly_prices
+
+    rig.start()
+    tasks = rig.add(3, params={"steps": 2, "sleep": 0.2})
+    final = rig.wait_all_final()
+    rig.wait_settled("cpu-basic")
+    wait_for(lambda: all(p.end for p in billing.parse(rig.queue.read_file(billing.PERIODS_PATH))), 30,
+             "the GPU replica's period to be closed")
+    periods = billing.parse(rig.queue.read_file(billing.PERIODS_PATH))
+    assert [(p.flavor, p.ended_by) for p in periods] == [("t4-small", "stop")]
+    shown = billing.bill(periods, final, hourly_prices(rig.api), space=rig.space)
+    billed = rig.billing()["totals"]["usd"]
+    assert billed > 0 and abs(shown.billed_usd - billed) <= 0.01 * billed, (shown, rig.billing()["periods"])
+    assert shown.tasks_usd == round(sum(t.cost_usd for t in final), 6) and shown.overhead_usd > 0
+    assert len(tasks) == 3
