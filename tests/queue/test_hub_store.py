@@ -111,3 +111,24 @@ def test_bad_queue_urls_are_refused_before_any_request(url):
 
     with pytest.raises(UserError):
         open_store(url)
+
+
+@pytest.mark.parametrize("skew_s", [-900, 900])
+def test_leases_are_judged_on_the_hubs_clock_whatever_this_machines_clock_says(hub_emulator, skew_s):
+    """A worker whose clock is 15 minutes off neither steals a live lease (ahead) nor keeps waiting on a
+    dead one (behind): lease times are written and compared in the time of the Hub's answers (`Date`)."""
+    import time
+
+    url = make_hub_queue_url(hub_emulator)
+    honest = _queue(hub_emulator, url)
+    skewed = TaskQueue.open(url, token=TOKEN, endpoint=hub_emulator.url, local_clock=lambda: time.time() + skew_s)
+    honest.add(Task.new("acme/m", "acme/d"))
+    held = honest.claim("honest", 600)
+    assert skewed.claim("skewed", 600) is None  # live for the Hub: not stolen, even 15 minutes "later"
+    assert abs((skewed.clock() - honest.clock()).total_seconds()) < 5
+    short = honest.add(Task.new("acme/m2", "acme/d"))
+    taken = skewed.claim("skewed", 2, hardware=short.hardware)
+    assert taken.id == short.id and held.id != short.id
+    time.sleep(3.5)  # the lease (2 s, in Hub time) has run out, whatever the skewed clock says
+    again = honest.claim("honest-2", 600)
+    assert again.id == short.id and again.attempts == 2
