@@ -156,5 +156,7 @@ def apply_lora(loaded: Loaded, kind: str, lora: dict, plan: Plan, model_type: st
             param.data = param.data.float()
     loaded.model = model
     loaded.lora_targets = targets if targets == ALL_LINEAR else sorted(targets)
-    loaded.modules_to_save = sorted(getattr(model, "modules_to_save", None) or [])
+    names = [name for name, _ in model.named_modules()]
+    loaded.modules_to_save = sorted(saved for saved in (getattr(model, "modules_to_save", None) or [])
+                                    if any(name == saved or name.endswith("." + saved) for name in names))
     return loaded

@@ -120,10 +120,19 @@ def explicit(raw: dict | None, name: str) -> bool:
     return (raw or {}).get(name) is not None
 
 
+# Names other tools use for our params (Trainer's, TRL's, PEFT's scripts).
+_OTHER_NAMES = {"lr": "learning_rate", "num_train_epochs": "epochs", "num_epochs": "epochs",
+                "max_seq_length": "max_length", "max_seq_len": "max_length", "train_batch_size": "batch_size",
+                "gradient_accumulation": "gradient_accumulation_steps", "use_lora": "lora",
+                "load_in_4bit": "quantization", "activation_checkpointing": "gradient_checkpointing",
+                "lora_r": "lora", "lora_alpha": "lora", "lora_dropout": "lora", "lora_target_modules": "lora"}
+
+
 def _did_you_mean(unknown: list[str], known) -> str:
     hints = []
     for name in unknown:
-        close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+        close = ([_OTHER_NAMES[name]] if name in _OTHER_NAMES and _OTHER_NAMES[name] in known
+                 else difflib.get_close_matches(name, known, n=1, cutoff=0.75))
         if close:
             hints.append(f"{name} -> {close[0]}")
     return f" (did you mean {'; '.join(hints)}?)" if hints else ""

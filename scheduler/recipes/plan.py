@@ -175,7 +175,11 @@ def size_label(n_params: int) -> str:
 
 
 def gb(n_bytes: float) -> str:
-    return f"{n_bytes / 1e9:.1f} GB"
+    """Bytes for people: GB (10^9) with one decimal, MB or kB below."""
+    for unit, scale in (("GB", 1e9), ("MB", 1e6)):
+        if n_bytes >= scale / 10:
+            return f"{n_bytes / scale:.1f} {unit}"
+    return f"{n_bytes / 1e3:.1f} kB"
 
 
 @dataclass(frozen=True)
@@ -411,12 +415,14 @@ def search_batch_size(plan: Plan, step_fits: Callable[[int], bool]) -> Plan:
 def memory_hints(plan: Plan, flavors: Iterable[str] | None = None) -> list[str]:
     """What would make `plan` fit: smaller batch or max_length, LoRA, 4 bits, a bigger flavor."""
     hints = []
-    if plan.per_device_batch > 1:
-        hints.append("a smaller per_device_train_batch_size")
-    if plan.max_length > 128:
-        hints.append("a smaller max_length")
-    if not plan.checkpointing:
-        hints.append("gradient_checkpointing true")
+    weights_only = estimate_bytes(plan.shape, plan.method, plan.precision, 1, 1, True)
+    if weights_only <= plan.device.budget_bytes:  # the activations are what does not fit
+        if plan.per_device_batch > 1:
+            hints.append("a smaller per_device_train_batch_size")
+        if plan.max_length > 128:
+            hints.append("a smaller max_length")
+        if not plan.checkpointing:
+            hints.append("gradient_checkpointing true")
     if plan.method == "full":
         hints.append('"lora": true')
     if plan.method == "lora" and plan.device.cuda:

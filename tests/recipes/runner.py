@@ -37,6 +37,10 @@ def push_models(api, models: list[dict], texts: list[str]) -> None:
         tokenizer = make_tokenizer(texts, style, spec.get("tokenizer_max_length", 64))
         model = make_family_model(spec["family"], tokenizer, positions=spec.get("positions", 64),
                                   **spec.get("config", {}))
+        if spec.get("model_class"):  # another head of the same config, e.g. BertForPreTraining (with a pooler)
+            import transformers
+
+            model = getattr(transformers, spec["model_class"])(model.config)
         if spec.get("dtype"):
             model = model.to(getattr(torch, spec["dtype"]))
         with tempfile.TemporaryDirectory() as folder:
@@ -92,6 +96,19 @@ def run_scenario(scenario: dict, work_dir: Path) -> dict:
                "nonretryable": isinstance(exc, NonRetryable), "hint": getattr(exc, "hint", ""),
                "traceback": traceback.format_exc(limit=-3)}
     out["log"] = "\n".join(lines)
+    from huggingface_hub import HfApi
+
+    api = HfApi()
+    out["repo_id"] = f"{api.whoami()['name']}/{finetune.output_repo_name(task.model_id, task.id)}"
+    out["pushed"] = api.repo_exists(out["repo_id"])
+    if out["pushed"]:
+        from huggingface_hub import hf_hub_download
+
+        out["pushed_files"] = sorted(api.list_repo_files(out["repo_id"]))
+        out["card"] = Path(hf_hub_download(out["repo_id"], "README.md")).read_text(encoding="utf-8")
+        if "config.json" in out["pushed_files"]:
+            config = json.loads(Path(hf_hub_download(out["repo_id"], "config.json")).read_text(encoding="utf-8"))
+            out["pushed_config"] = {k: config.get(k) for k in ("architectures", "id2label", "pad_token_id", "dtype")}
     if out["ok"] and scenario.get("reload"):
         try:
             out["reload"] = reload_and_evaluate(out["result"], scenario["dataset"], work_dir)
@@ -146,9 +163,14 @@ def reload_and_evaluate(result: dict, dataset_id: str, work: Path) -> dict:
             out.update(predicted=[config.id2label[int(i)] for i in ids],
                        accuracy=float((ids == predicted.label_ids).mean()),
                        id2label={str(k): v for k, v in config.id2label.items()}, pad_token_id=config.pad_token_id)
+        weights = [p for p in model.parameters()]
+        out.update(dtypes=sorted({str(p.dtype) for p in weights}),
+                   finite=all(bool(torch.isfinite(p).all()) for p in weights))
         outputs.append(out)
     first, second = outputs
-    first["same_on_second_load"] = abs(first["eval_loss"] - second["eval_loss"]) < 1e-6
+    first["same_on_second_load"] = (abs(first["eval_loss"] - second["eval_loss"]) < 1e-6
+                                    and first.get("predicted") == second.get("predicted"))
+    first["architectures"] = getattr(model.config, "architectures", None)
     return first
 
 

@@ -151,7 +151,7 @@ def test_stop_request_ends_training_with_a_checkpoint_and_no_push(seeded_hub, tm
 def test_malformed_datasets_fail_naming_the_column(seeded_hub, tmp_path):
     hub, api, repos = seeded_hub
     rows = make_rows(40)
-    no_text = upload_dataset_csv(api, "demo/reviews-no-text", [{"sentence": r["text"], "label": r["label"]} for r in rows])
+    no_text = upload_dataset_csv(api, "demo/reviews-no-text", [{"phrase": r["text"], "label": r["label"]} for r in rows])
     new_label = upload_dataset_csv(api, "demo/reviews-neutral", rows + [{"text": "the film was fine", "label": "neutral"}])
     # Both at once: each spends most of its time importing torch.
     runs = [start(hub.url, tmp_path / "a", make_task(repos["classifier"], no_text)),
@@ -159,8 +159,8 @@ def test_malformed_datasets_fail_naming_the_column(seeded_hub, tmp_path):
     missing_text, unknown_label = (finish(p) for p in runs)
     assert not missing_text["ok"]
     assert "DatasetError" in missing_text["error"]
-    assert "no column 'text' (params.text_column)" in missing_text["error"]
-    assert "sentence, label" in missing_text["error"]
+    assert "has no text column (params.text_column, looked for text, sentence" in missing_text["error"]
+    assert "its columns are: phrase, label" in missing_text["error"]
     assert not unknown_label["ok"]
     assert "column 'label'" in unknown_label["error"] and "'neutral'" in unknown_label["error"]
     assert "labels not in demo/tiny-bert-sentiment's config" in unknown_label["error"]
