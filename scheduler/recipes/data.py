@@ -51,8 +51,12 @@ def load_splits(dataset_id: str, params: dict, token) -> Splits:
         eval_name = asked
     else:
         eval_name = next((name for name in EVAL_SPLITS if name in names and name != split), None)
-    train = datasets.load_dataset(dataset_id, config, split=split, token=token)
-    evaluation = datasets.load_dataset(dataset_id, config, split=eval_name, token=token) if eval_name else None
+    try:
+        train = datasets.load_dataset(dataset_id, config, split=split, token=token)
+        evaluation = datasets.load_dataset(dataset_id, config, split=eval_name, token=token) if eval_name else None
+    except datasets.exceptions.DatasetGenerationError as exc:  # a file that does not parse parses no better next time
+        cause = exc.__cause__ or exc
+        raise DatasetError(f"dataset {dataset_id} cannot be read: {type(cause).__name__}: {cause}") from None
     if evaluation is not None:
         missing = [c for c in train.column_names if c not in evaluation.column_names]
         if missing:

@@ -35,6 +35,7 @@ import os
 import re
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -75,11 +76,24 @@ def detect_device() -> Device:
     if torch.cuda.is_available():
         props = torch.cuda.get_device_properties(0)
         return Device("cuda", props.name, int(props.total_memory), torch.cuda.device_count(), (props.major, props.minor))
+    return Device("cpu", "CPU", _ram_bytes())
+
+
+def _ram_bytes() -> int:
+    """Physical memory, or the container's cgroup limit when lower (a Space's container sees the
+    host's RAM in /proc but is held to its flavor's)."""
     try:
         ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):
         ram = 16 * 10 ** 9
-    return Device("cpu", "CPU", int(ram))
+    for limit_file in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            text = Path(limit_file).read_text().strip()
+        except OSError:
+            continue
+        if text.isdigit():
+            ram = min(ram, int(text))
+    return int(ram)
 
 
 def check_repos(api, task) -> None:
@@ -99,6 +113,19 @@ def check_repos(api, task) -> None:
         raise ModelError(f"model {task.model_id} has no config.json: it is not a transformers model")
 
 
+@dataclass
+class Prepared:
+    """The dataset as the run uses it: task kind, columns, label names, raw splits."""
+
+    kind: str
+    text_column: str
+    label_column: str | None
+    labels: list[str] | None
+    train: Any
+    eval: Any | None
+    eval_source: str
+
+
 def run(task, ctx, params: dict, device: Device, rank: int = 0) -> dict:
     """One training process: load, plan, fit, evaluate, push (rank 0). `rank` > 0 in DDP."""
     main = rank == 0
@@ -108,34 +135,20 @@ def run(task, ctx, params: dict, device: Device, rank: int = 0) -> dict:
     import transformers
     from transformers import AutoConfig
 
-    from .fit import (Reporter, any_rank, check_finite, fit_batch_to_gpu, make_trainer, memory_errors,
-                      training_arguments)
+    from .fit import fit_batch_to_gpu, memory_errors, training_arguments
     from .models import apply_lora, load_model, load_tokenizer, set_pad_token, shape_of
 
     token = ctx.api.token
     transformers.set_seed(params["seed"])
-    config = AutoConfig.from_pretrained(task.model_id, token=token)
-    splits = load_splits(task.dataset_id, params, token)
-    text_column, label_column = text_and_label_columns(splits, params, task.dataset_id)
-    kind = infer_task(params["task"], abilities(config), label_column, model_id=task.model_id,
-                      dataset_id=task.dataset_id, columns=splits.columns)
-    train_raw, eval_raw, labels = prepare(splits, kind=kind, text_column=text_column, label_column=label_column,
-                                          params=params, dataset_id=task.dataset_id, model_id=task.model_id,
-                                          config_label2id=getattr(config, "label2id", None))
-    log(f"{kind}: {len(train_raw)} training examples from column {text_column!r}"
-        + (f", labels {labels} from column {label_column!r}" if labels else "")
-        + (f"; evaluation on {len(eval_raw)} examples of {splits.eval_source}" if eval_raw is not None else "; no evaluation"))
-
+    try:
+        config = AutoConfig.from_pretrained(task.model_id, token=token)
+    except ValueError as exc:  # an architecture this transformers does not know (remote code is never run)
+        raise ModelError(f"model {task.model_id} cannot be loaded by transformers {transformers.__version__}: {exc}") from None
+    data = _prepare_data(task, params, config, token, log)
     tokenizer, added_pad = load_tokenizer(task.model_id, token, config)
-    text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
-    positions = position_limit(config.model_type, getattr(text_config, "max_position_embeddings", None),
-                               getattr(text_config, "pad_token_id", None))
-    max_length = effective_max_length(params["max_length"], tokenizer.model_max_length, positions)
-    if max_length < params["max_length"]:
-        log(f"max_length {params['max_length']} capped to {max_length}: what the tokenizer and the model's "
-            f"{positions or 'unlimited'} positions take")
+    max_length = _max_length(params, tokenizer, config, log)
 
-    plan = make_plan(device, shape_of(config, kind, labels), Request.from_params(params, max_length))
+    plan = make_plan(device, shape_of(config, data.kind, data.labels), Request.from_params(params, max_length))
     if not plan.fits:
         raise OutOfMemory(f"{task.model_id} ({size_label(plan.shape.n_params)} parameters) {plan.summary()}",
                           hint="try " + ", ".join(memory_hints(plan)))
@@ -146,43 +159,76 @@ def run(task, ctx, params: dict, device: Device, rank: int = 0) -> dict:
     for note in plan.notes:
         log(f"plan: {note}")
 
-    local_rank = int(os.environ.get("LOCAL_RANK", rank))
     with memory_errors(plan, "loading the model"):
-        loaded = load_model(task.model_id, token, config, kind, labels, plan, local_rank)
+        loaded = load_model(task.model_id, token, config, data.kind, data.labels, plan,
+                            int(os.environ.get("LOCAL_RANK", rank)))
     set_pad_token(loaded.model, tokenizer, added_pad)
     if loaded.new_keys:
         log(f"initialised at random (not in the checkpoint): {', '.join(sorted(loaded.new_keys))}")
     if params["lora"] is not None:
-        loaded = apply_lora(loaded, kind, params["lora"], plan, config.model_type)
+        loaded = apply_lora(loaded, data.kind, params["lora"], plan, config.model_type)
         trainable, total = loaded.model.get_nb_trainable_parameters()
         log(f"LoRA r={params['lora']['r']} on {loaded.lora_targets}"
             + (f", trained in full: {', '.join(loaded.modules_to_save)}" if loaded.modules_to_save else "")
             + f": {trainable:,} of {total:,} parameters trainable")
 
-    train_set = tokenize(train_raw, tokenizer, text_column, max_length, kind == CLASSIFICATION)
-    eval_set = tokenize(eval_raw, tokenizer, text_column, max_length, kind == CLASSIFICATION)
     checkpoints = Path(ctx.output_dir) / CHECKPOINTS
     args = training_arguments(plan, params, str(checkpoints))
     with memory_errors(plan, "measuring one training step"):
-        measured = fit_batch_to_gpu(plan, loaded.model, args, vocab_size=len(tokenizer), kind=kind,
+        measured = fit_batch_to_gpu(plan, loaded.model, args, vocab_size=len(tokenizer), kind=data.kind,
                                     pad_token_id=tokenizer.pad_token_id)
     if measured is not plan:
         plan = measured
         log(f"plan: {plan.notes[-1]}; now {plan.summary()}")
         args = training_arguments(plan, params, str(checkpoints))
+    return _fit_and_push(task, ctx, params, plan, args, loaded, tokenizer, data, max_length, main, log)
 
+
+def _prepare_data(task, params: dict, config, token, log) -> Prepared:
+    splits = load_splits(task.dataset_id, params, token)
+    text_column, label_column = text_and_label_columns(splits, params, task.dataset_id)
+    kind = infer_task(params["task"], abilities(config), label_column, model_id=task.model_id,
+                      dataset_id=task.dataset_id, columns=splits.columns)
+    train_raw, eval_raw, labels = prepare(splits, kind=kind, text_column=text_column, label_column=label_column,
+                                          params=params, dataset_id=task.dataset_id, model_id=task.model_id,
+                                          config_label2id=getattr(config, "label2id", None))
+    log(f"{kind}: {len(train_raw)} training examples from column {text_column!r}"
+        + (f", labels {labels} from column {label_column!r}" if labels else "")
+        + (f"; evaluation on {len(eval_raw)} examples of {splits.eval_source}" if eval_raw is not None else "; no evaluation"))
+    return Prepared(kind, text_column, label_column if kind == CLASSIFICATION else None, labels, train_raw, eval_raw,
+                    splits.eval_source)
+
+
+def _max_length(params: dict, tokenizer, config, log) -> int:
+    text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
+    positions = position_limit(config.model_type, getattr(text_config, "max_position_embeddings", None),
+                               getattr(text_config, "pad_token_id", None))
+    max_length = effective_max_length(params["max_length"], tokenizer.model_max_length, positions)
+    if max_length < params["max_length"]:
+        log(f"max_length {params['max_length']} capped to {max_length}: what the tokenizer and the model's "
+            f"{positions or 'unlimited'} positions take")
+    return max_length
+
+
+def _fit_and_push(task, ctx, params, plan, args, loaded, tokenizer, data: Prepared, max_length: int, main: bool,
+                  log) -> dict:
+    from .fit import Reporter, any_rank, check_finite, make_trainer, memory_errors
+
+    classifier = data.kind == CLASSIFICATION
+    train_set = tokenize(data.train, tokenizer, data.text_column, max_length, classifier)
+    eval_set = tokenize(data.eval, tokenizer, data.text_column, max_length, classifier)
     reporter = Reporter(ctx, main)
     trainer = make_trainer(model=loaded.model, args=args, train_set=train_set, eval_set=eval_set,
-                           collator=_collator(kind, tokenizer), tokenizer=tokenizer, ctx=ctx, reporter=reporter,
-                           compute_metrics=_accuracy if kind == CLASSIFICATION else None)
-
+                           collator=_collator(data.kind, tokenizer), tokenizer=tokenizer, ctx=ctx, reporter=reporter,
+                           compute_metrics=_accuracy if classifier else None)
+    checkpoints = Path(args.output_dir)
     resume = last_complete_checkpoint(checkpoints)
     if resume:
         log(f"attempt {task.attempts}: resuming from {resume[0].name}")
     elif task.attempts > 1:
         log(f"attempt {task.attempts}: no complete checkpoint to resume from, starting over")
 
-    metrics: dict[str, Any] = {"task": kind, "train_examples": len(train_set)}
+    metrics: dict[str, Any] = {"task": data.kind, "train_examples": len(train_set)}
     if eval_set is not None:
         metrics["eval_examples"] = len(eval_set)
         if params["eval_before"]:
@@ -219,32 +265,30 @@ def run(task, ctx, params: dict, device: Device, rank: int = 0) -> dict:
         metrics["eval_loss"] = _round(metrics["eval_loss"])
         if "eval_accuracy" in after:
             metrics["eval_accuracy"] = _round(after["eval_accuracy"])
-        if kind == CAUSAL_LM and after.get("eval_loss") is not None:
+        if data.kind == CAUSAL_LM and after.get("eval_loss") is not None:
             metrics["eval_perplexity"] = _round(math.exp(min(after["eval_loss"], 50)))
-    used = used_settings(task, plan, args, trainer, loaded, params, kind=kind, text_column=text_column,
-                         label_column=label_column, labels=labels, eval_source=splits.eval_source, max_length=max_length)
     if not main:
         return {}
+    used = used_settings(task, plan, args, trainer, loaded, params, data, max_length)
     ctx.progress(1.0, f"trained {step} steps; pushing")
-    repo_id = push(task, ctx, params, kind, trainer, tokenizer, _finite(metrics), used, loaded.mismatched_head)
+    repo_id = push(task, ctx, params, data.kind, trainer, tokenizer, _finite(metrics), used, loaded.mismatched_head)
     log(f"pushed to {repo_id}")
     return _finite({**metrics, "training": used, "repo_id": repo_id})
 
 
-def used_settings(task, plan, args, trainer, loaded, params, *, kind, text_column, label_column, labels,
-                  eval_source, max_length) -> dict:
+def used_settings(task, plan, args, trainer, loaded, params, data: Prepared, max_length: int) -> dict:
     """What the run actually used, read back from the Trainer's arguments and the loaded model."""
     checkpointing = getattr(args, "activation_checkpointing", None)
     if checkpointing is None:
         checkpointing = getattr(args, "gradient_checkpointing", False)
     precision = "bf16" if args.bf16 else "fp16" if args.fp16 else "fp32"
     used: dict[str, Any] = {
-        "flavor": task.hardware, "device": plan.device.describe(), "task": kind, "method": plan.method,
-        "text_column": text_column}
-    if label_column:
-        used.update(label_column=label_column, labels=labels)
+        "flavor": task.hardware, "device": plan.device.describe(), "task": data.kind, "method": plan.method,
+        "text_column": data.text_column}
+    if data.label_column:
+        used.update(label_column=data.label_column, labels=data.labels)
     used.update({
-        "evaluation": eval_source or "none", "max_length": max_length, "epochs": args.num_train_epochs,
+        "evaluation": data.eval_source or "none", "max_length": max_length, "epochs": args.num_train_epochs,
         "max_steps": trainer.state.max_steps, "learning_rate": args.learning_rate,
         "batch_size": args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size,
         "per_device_train_batch_size": args.per_device_train_batch_size,

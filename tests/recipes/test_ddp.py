@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from scheduler.recipes.finetune import CHECKPOINTS, last_complete_checkpoint
-from tests.recipes.helpers import TIMEOUT, finish, log_text, make_task, needs_training, run, start
+from tests.recipes.helpers import TIMEOUT, log_text, make_task, needs_training, run, start, stop_once_training
 from tests.recipes.test_finetune import assert_classifier_works
 from tests.support import wait_for
 
@@ -55,12 +55,7 @@ def test_a_stop_reaches_every_rank_and_a_killed_callback_takes_its_ranks_with_it
     spec_file = work / "outputs" / task.id / "launch" / "spec.json"
 
     first = start(hub.url, work, task, DDP_RECIPE)
-    try:
-        wait_for(lambda: "progress" in log_text(first) or not first.running(), TIMEOUT, "training to start")
-        first.request_stop()
-        outcome = finish(first, TIMEOUT)
-    finally:
-        first.kill()
+    outcome = stop_once_training(first)
     assert outcome["ok"], outcome
     stopped_at = outcome["result"]["global_step"]
     assert outcome["result"]["stopped"] is True and stopped_at >= 1

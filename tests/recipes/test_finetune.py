@@ -11,7 +11,7 @@ from tests.support import wait_for
 
 from scheduler.recipes.finetune import CHECKPOINTS, last_complete_checkpoint
 from scheduler.recipes.tiny import make_rows, upload_dataset_csv
-from tests.recipes.helpers import TIMEOUT, finish, log_text, make_task, needs_training, run, start
+from tests.recipes.helpers import TIMEOUT, finish, make_task, needs_training, run, start, stop_once_training
 
 pytestmark = needs_training
 
@@ -134,13 +134,7 @@ def test_stop_request_ends_training_with_a_checkpoint_and_no_push(seeded_hub, tm
     work = tmp_path / "work"
     task = make_task(repos["classifier"], repos["dataset"], **CLASSIFIER_PARAMS)  # save_steps 200: none by schedule
     monkeypatch.setenv("RECIPE_TEST_HOLD_AT_STEP", "10")
-    process = start(hub.url, work, task, SLOW_RECIPE)
-    try:
-        wait_for(lambda: "progress" in log_text(process) or not process.running(), TIMEOUT, "training to start")
-        process.request_stop()
-        outcome = finish(process, TIMEOUT)
-    finally:
-        process.kill()
+    outcome = stop_once_training(start(hub.url, work, task, SLOW_RECIPE))
     assert outcome["ok"], outcome
     result = outcome["result"]
     assert result["stopped"] is True and 1 <= result["global_step"] <= 11
