@@ -58,7 +58,10 @@ _owners: dict[str, str] = {}
 def train(task, ctx, device: Device | None = None) -> dict:
     """The callback. `device` defaults to what torch sees; several devices start one process
     each (DDP through `accelerate launch`), this process waiting for them."""
+    from .fit import check_optim
+
     params = read_params(task.params)
+    check_optim(params["optim"])
     device = device or detect_device()
     ctx.log(f"task flavor {task.hardware}; this process has {device.describe()}")
     check_repos(ctx.api, task)

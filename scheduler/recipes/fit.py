@@ -22,7 +22,6 @@ def training_arguments(plan: Plan, params: dict, output_dir: str):
     """TrainingArguments from the plan (batch, accumulation, precision, checkpointing, device)
     and the params (schedule, optimizer, checkpoints). Raises ParamError for an unknown `optim`."""
     from transformers import TrainingArguments
-    from transformers.training_args import OptimizerNames
 
     fields = TrainingArguments.__dataclass_fields__
     kwargs: dict[str, Any] = dict(
@@ -44,11 +43,27 @@ def training_arguments(plan: Plan, params: dict, output_dir: str):
     if plan.checkpointing:  # non-reentrant: works with a frozen embedding layer (LoRA) as is
         kwargs[f"{name}_kwargs"] = {"use_reentrant": False}
     if params["optim"]:
-        known = [o.value for o in OptimizerNames]
-        if params["optim"] not in known:
-            raise ParamError(f"params.optim {params['optim']!r} is not a transformers optimizer; known: {', '.join(known)}")
+        check_optim(params["optim"])
         kwargs["optim"] = params["optim"]
     return TrainingArguments(**kwargs)
+
+
+def check_optim(name: str | None) -> None:
+    """`params.optim` is an optimizer transformers knows, and bitsandbytes is installed when it
+    needs it (the 8-bit and paged ones): checked before anything is downloaded or loaded."""
+    if not name:
+        return
+    from transformers.training_args import OptimizerNames
+
+    known = [o.value for o in OptimizerNames]
+    if name not in known:
+        raise ParamError(f"params.optim {name!r} is not a transformers optimizer; known: {', '.join(known)}")
+    if any(part in name for part in ("8bit", "paged", "bnb")):
+        try:
+            import bitsandbytes  # noqa: F401
+        except ImportError:
+            raise ParamError(f"params.optim {name} needs bitsandbytes, which is not installed",
+                             hint="pip install bitsandbytes, or optim adamw_torch") from None
 
 
 def any_rank(flags: list[bool], device) -> list[bool]:

@@ -27,11 +27,12 @@ from .plan import Device
 _POLL_S = 0.2
 
 
-def command(spec_file: Path, device: Device, precision: str = "no") -> list[str]:
+def command(spec_file: Path, device: Device) -> list[str]:
     """`accelerate launch` with one process per device; `--multi_gpu` is accelerate's DDP mode
-    (torchrun underneath), which on CPU processes (tests) uses the gloo backend."""
+    (torchrun underneath), which on CPU processes (tests) uses the gloo backend. Mixed precision
+    is left to each rank's TrainingArguments (the plan's bf16/fp16), which override this default."""
     return [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_machines", "1",
-            "--num_processes", str(device.count), "--mixed_precision", precision, "--dynamo_backend", "no",
+            "--num_processes", str(device.count), "--mixed_precision", "no", "--dynamo_backend", "no",
             "--main_process_port", "0", "-m", "scheduler.recipes.launch", str(spec_file)]
 
 

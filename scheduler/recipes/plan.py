@@ -442,7 +442,7 @@ def smallest_flavor(shape: ModelShape, request: Request, flavors: Iterable[str] 
     devices = sorted(((device_for_flavor(n), n) for n in names if n in FLAVOR_GPUS),
                      key=lambda d: (d[0].memory_bytes * d[0].count, d[0].count))
     for device, name in devices:
-        if larger_than is not None and device.memory_bytes <= larger_than.memory_bytes:
+        if larger_than is not None and larger_than.cuda and device.memory_bytes <= larger_than.memory_bytes:
             continue
         try:
             if make_plan(device, shape, request).fits:

@@ -73,3 +73,17 @@ def test_lora_target_modules_forms():
     assert read_params({"lora": {"target_modules": "q_proj, v_proj"}})["lora"]["target_modules"] == ["q_proj", "v_proj"]
     assert read_params({"lora": {"target_modules": ["qkv_proj"]}})["lora"]["target_modules"] == ["qkv_proj"]
     assert read_params({"lora": False})["lora"] is None
+
+
+def test_optimizers_are_checked_before_anything_is_loaded():
+    from scheduler.recipes.fit import check_optim
+
+    check_optim(None)
+    check_optim("adafactor")
+    with pytest.raises(ParamError, match="params.optim 'adam' is not a transformers optimizer; known: adamw_torch"):
+        check_optim("adam")
+    try:
+        import bitsandbytes  # noqa: F401
+    except ImportError:
+        with pytest.raises(ParamError, match="params.optim paged_adamw_8bit needs bitsandbytes"):
+            check_optim("paged_adamw_8bit")
