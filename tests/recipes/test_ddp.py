@@ -4,6 +4,8 @@ same step with a checkpoint; a callback process killed outright takes its ranks 
 
 from __future__ import annotations
 
+import os
+import signal
 from pathlib import Path
 
 from scheduler.recipes.finetune import CHECKPOINTS, last_complete_checkpoint
@@ -68,8 +70,10 @@ def test_a_stop_reaches_every_rank_and_a_killed_callback_takes_its_ranks_with_it
         wait_for(lambda: "progress" in log_text(second)[seen:] or not second.running(), TIMEOUT, "training to resume")
         assert f"attempt 2: resuming from checkpoint-{stopped_at}" in log_text(second)[seen:]
         assert len(ranks_of(spec_file)) >= 3  # the launcher and two ranks
-        second.kill()  # SIGKILL of the callback process alone: the ranks are in other sessions
+        # SIGKILL of the callback process alone, as when its worker dies with it: nobody is left to
+        # end the tree, and torchrun started the ranks in sessions of their own.
+        os.kill(second.popen.pid, signal.SIGKILL)
+        wait_for(lambda: not ranks_of(spec_file), 30, "the ranks to exit")
     finally:
         second.finish()
-    wait_for(lambda: not ranks_of(spec_file), 30, "the ranks to exit")
     assert not api.repo_exists(f"demo/tiny-bert-sentiment-{task.id}")
