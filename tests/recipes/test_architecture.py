@@ -51,7 +51,7 @@ CLASSIFIER_CHECKPOINT = Abilities("bert", True, False, CLASSIFICATION)
 
 
 @pytest.mark.parametrize("requested,model,label,expected", [
-    (None, ENCODER, "labels", CLASSIFICATION),             # case 05: an encoder with a `labels` column
+    (None, ENCODER, "labels", CLASSIFICATION),             # an encoder and a `labels` column
     (None, CLASSIFIER_CHECKPOINT, None, CLASSIFICATION),
     (None, CAUSAL_CHECKPOINT, "label", CAUSAL_LM),          # the checkpoint says what it is for
     (None, DECODER, None, CAUSAL_LM),                        # a decoder and text only
@@ -84,7 +84,7 @@ def test_the_positions_a_model_takes(model_type, positions, pad, expected):
 
 
 @pytest.mark.parametrize("asked,tokenizer_max,positions,expected", [
-    (256, int(1e30), 128, 128),   # case 09: a tokenizer saved without model_max_length
+    (256, int(1e30), 128, 128),   # a tokenizer saved without model_max_length
     (256, 512, 512, 256), (1024, 512, 2048, 512), (256, None, None, 256), (64, 10 ** 9, 32, 32),
 ])
 def test_max_length_is_capped_by_tokenizer_and_positions(asked, tokenizer_max, positions, expected):
@@ -115,7 +115,7 @@ PEFT_DEFAULTS = {"llama": ["q_proj", "v_proj"], "bert": ["query", "value"]}
 
 def test_lora_targets_fit_the_architecture():
     assert lora_targets("llama", None, LLAMA_LINEAR, PEFT_DEFAULTS) == ["q_proj", "v_proj"]
-    assert lora_targets("phi3", None, PHI3_LINEAR, PEFT_DEFAULTS) == "all-linear"          # case 02: no peft default
+    assert lora_targets("phi3", None, PHI3_LINEAR, PEFT_DEFAULTS) == "all-linear"          # no peft default
     assert lora_targets("distilbert", None, DISTILBERT_LINEAR, PEFT_DEFAULTS) == "all-linear"
     # a peft default that names layers this checkpoint does not have is not used either
     assert lora_targets("llama", None, PHI3_LINEAR, PEFT_DEFAULTS) == "all-linear"

@@ -43,40 +43,40 @@ SPEC = {
         csv_dataset("demo/reviews-long", long_reviews()),
     ],
     "scenarios": [
-        # 01: a Llama-3 config whose eos_token_id is a list (its classification and LoRA runs are in the matrix)
-        {"id": "01-llama3-full-causal-lm", "model": "demo/tiny-llama3", "dataset": "demo/reviews-2",
+        # a Llama-3 config whose eos_token_id is a list (its classification and LoRA runs are in the matrix)
+        {"id": "llama3-full-causal-lm", "model": "demo/tiny-llama3", "dataset": "demo/reviews-2",
          "params": STEPS, "reload": True},
-        # 02: LoRA targets that fit the architecture, or an error naming our param
-        {"id": "02-phi3-wrong-targets", "model": "demo/tiny-phi3", "dataset": "demo/texts",
+        # LoRA targets that fit the architecture, or an error naming our param
+        {"id": "phi3-wrong-targets", "model": "demo/tiny-phi3", "dataset": "demo/texts",
          "params": {**STEPS, "lora": {"target_modules": ["q_proj", "v_proj"]}}},
-        {"id": "02-phi3-fused-qkv", "model": "demo/tiny-phi3", "dataset": "demo/texts",
+        {"id": "phi3-fused-qkv", "model": "demo/tiny-phi3", "dataset": "demo/texts",
          "params": {**STEPS, "lora": {"target_modules": ["qkv_proj"]}}, "reload": True},
-        # 03: a LoRA classifier from a checkpoint with a pooler, two labels: names and config come back
-        {"id": "03-bert-pretraining-lora-classifier", "model": "demo/tiny-bert-pretraining",
+        # a LoRA classifier from a checkpoint with a pooler, two labels: names and config come back
+        {"id": "bert-pretraining-lora-classifier", "model": "demo/tiny-bert-pretraining",
          "dataset": "demo/reviews-2", "params": {**STEPS, "lora": True}, "reload": True},
-        # 05: an encoder is a classifier, whatever its label column is called, or the error names it
-        {"id": "05-encoder-labels-column", "model": "demo/tiny-bert", "dataset": "demo/reviews-parquet",
+        # an encoder is a classifier, whatever its label column is called, or the error names it
+        {"id": "encoder-labels-column", "model": "demo/tiny-bert", "dataset": "demo/reviews-parquet",
          "params": {**STEPS, "text_column": "review"}},
-        {"id": "05-encoder-columns-detected", "model": "demo/tiny-bert", "dataset": "demo/reviews-parquet",
+        {"id": "encoder-columns-detected", "model": "demo/tiny-bert", "dataset": "demo/reviews-parquet",
          "params": STEPS},
-        {"id": "05-encoder-text-only", "model": "demo/tiny-bert", "dataset": "demo/texts", "params": STEPS},
-        {"id": "05-encoder-as-causal-lm", "model": "demo/tiny-bert", "dataset": "demo/reviews-2",
+        {"id": "encoder-text-only", "model": "demo/tiny-bert", "dataset": "demo/texts", "params": STEPS},
+        {"id": "encoder-as-causal-lm", "model": "demo/tiny-bert", "dataset": "demo/reviews-2",
          "params": {**STEPS, "task": "causal-lm"}},
-        # 06: an fp16 checkpoint trains in fp32 master weights; a run that diverges pushes nothing
-        {"id": "06-fp16-checkpoint", "model": "demo/tiny-gpt2-fp16", "dataset": "demo/texts",
+        # an fp16 checkpoint trains in fp32 master weights; a run that diverges pushes nothing
+        {"id": "fp16-checkpoint", "model": "demo/tiny-gpt2-fp16", "dataset": "demo/texts",
          "params": {**STEPS, "learning_rate": 2e-4, "max_steps": 20}, "reload": True},
-        {"id": "06-diverges", "model": "demo/tiny-gpt2", "dataset": "demo/texts",
+        {"id": "diverges", "model": "demo/tiny-gpt2", "dataset": "demo/texts",
          "params": {**STEPS, "learning_rate": 1e30}},
-        # 09: max_length capped by the positions when the tokenizer has no model_max_length
-        {"id": "09-long-text-bert-128-positions", "model": "demo/tiny-bert-128", "dataset": "demo/reviews-long",
+        # max_length capped by the positions when the tokenizer has no model_max_length
+        {"id": "long-text-bert-128-positions", "model": "demo/tiny-bert-128", "dataset": "demo/reviews-long",
          "params": {**STEPS, "max_steps": 4}},
-        {"id": "09-long-text-roberta-offset-positions", "model": "demo/tiny-roberta", "dataset": "demo/reviews-long",
+        {"id": "long-text-roberta-offset-positions", "model": "demo/tiny-roberta", "dataset": "demo/reviews-long",
          "params": {**STEPS, "max_steps": 4}},
-        # 10: params are applied or refused
-        {"id": "10-unknown-params", "model": "demo/tiny-bert", "dataset": "demo/reviews-2",
+        # params are applied or refused
+        {"id": "unknown-params", "model": "demo/tiny-bert", "dataset": "demo/reviews-2",
          "params": {**STEPS, "bf16": True, "gradient_checkpointing": True, "optim": "adafactor",
                     "per_device_train_batch_size": 2, "lr": 0.1}},
-        {"id": "10-gpu-params-applied", "model": "demo/tiny-bert", "dataset": "demo/reviews-2",
+        {"id": "gpu-params-applied", "model": "demo/tiny-bert", "dataset": "demo/reviews-2",
          "params": {**STEPS, "max_steps": 3, "bf16": True, "gradient_checkpointing": True, "optim": "adafactor",
                     "per_device_train_batch_size": 2}},
         # failures that would repeat on every attempt
@@ -89,14 +89,14 @@ SPEC = {
 
 
 @pytest.fixture(scope="module")
-def cases(tmp_path_factory):
-    results, seconds = run_scenarios(tmp_path_factory.mktemp("cases"), SPEC)
-    print(f"cases: {len(SPEC['scenarios'])} scenarios in {seconds:.0f} s")
+def faults(tmp_path_factory):
+    results, seconds = run_scenarios(tmp_path_factory.mktemp("faults"), SPEC)
+    print(f"known faults: {len(SPEC['scenarios'])} scenarios in {seconds:.0f} s")
     return results
 
 
-def done(cases, name: str) -> dict:
-    out = cases[name]
+def done(faults, name: str) -> dict:
+    out = faults[name]
     assert out["ok"], f"{out['error_type']}: {out['error']}\n{out['traceback']}\n{out['log'][-2000:]}"
     assert out["pushed"], out
     reload = out.get("reload", {})
@@ -107,8 +107,8 @@ def done(cases, name: str) -> dict:
     return out
 
 
-def refused(cases, name: str, error_type: str) -> dict:
-    out = cases[name]
+def refused(faults, name: str, error_type: str) -> dict:
+    out = faults[name]
     assert not out["ok"], out.get("result")
     assert out["error_type"] == error_type, out["error"]
     assert out["nonretryable"], f"{name} would be retried: {out['error']}"
@@ -116,22 +116,22 @@ def refused(cases, name: str, error_type: str) -> dict:
     return out
 
 
-def test_01_a_llama3_eos_list_trains_a_causal_lm_in_full(cases):
-    out = done(cases, "01-llama3-full-causal-lm")
+def test_a_llama3_eos_list_trains_a_causal_lm_in_full(faults):
+    out = done(faults, "llama3-full-causal-lm")
     assert out["result"]["task"] == "causal-lm" and out["result"]["training"]["method"] == "full"
     assert out["result"]["training"]["evaluation"] == "split 'validation'"
 
 
-def test_02_lora_target_modules_that_do_not_fit_name_our_param(cases):
-    out = refused(cases, "02-phi3-wrong-targets", "ParamError")
+def test_lora_target_modules_that_do_not_fit_name_our_param(faults):
+    out = refused(faults, "phi3-wrong-targets", "ParamError")
     assert "params.lora.target_modules ['q_proj', 'v_proj'] match no linear layer of this phi3 model" in out["error"]
     assert "qkv_proj" in out["error"] and out["hint"] == 'or use "all-linear"'
-    fused = done(cases, "02-phi3-fused-qkv")
+    fused = done(faults, "phi3-fused-qkv")
     assert fused["result"]["training"]["lora_target_modules"] == ["qkv_proj"]
 
 
-def test_03_a_lora_classifier_loads_back_with_its_labels_and_config(cases):
-    out = done(cases, "03-bert-pretraining-lora-classifier")
+def test_a_lora_classifier_loads_back_with_its_labels_and_config(faults):
+    out = done(faults, "bert-pretraining-lora-classifier")
     assert out["reload"]["id2label"] == {"0": "neg", "1": "pos"}
     assert out["result"]["training"]["modules_to_save"] == ["classifier"]  # the pooler came with the checkpoint
     assert {"adapter_config.json", "adapter_model.safetensors", "config.json", "tokenizer.json"} <= set(out["pushed_files"])
@@ -139,23 +139,23 @@ def test_03_a_lora_classifier_loads_back_with_its_labels_and_config(cases):
     assert "PeftModel.from_pretrained(base" in out["card"]
 
 
-def test_05_an_encoder_is_trained_as_a_classifier_or_the_label_column_is_asked_for(cases):
-    for name in ("05-encoder-labels-column", "05-encoder-columns-detected"):
-        out = done(cases, name)
+def test_an_encoder_is_trained_as_a_classifier_or_the_label_column_is_asked_for(faults):
+    for name in ("encoder-labels-column", "encoder-columns-detected"):
+        out = done(faults, name)
         training = out["result"]["training"]
         assert out["result"]["task"] == "text-classification"
         assert (training["text_column"], training["label_column"], training["labels"]) == ("review", "labels", ["0", "1"])
         assert out["pushed_config"]["architectures"] == ["BertForSequenceClassification"]
         assert "0.1 of split 'train'" in training["evaluation"]
-    out = refused(cases, "05-encoder-text-only", "DatasetError")
+    out = refused(faults, "encoder-text-only", "DatasetError")
     assert "demo/tiny-bert (bert) is an encoder" in out["error"] and "params.label_column" in out["error"]
     assert "its columns are: text" in out["error"]
-    out = refused(cases, "05-encoder-as-causal-lm", "ModelError")
+    out = refused(faults, "encoder-as-causal-lm", "ModelError")
     assert "cannot be trained as a causal LM (params.task)" in out["error"]
 
 
-def test_06_an_fp16_checkpoint_trains_with_fp32_master_weights(cases):
-    out = done(cases, "06-fp16-checkpoint")
+def test_an_fp16_checkpoint_trains_with_fp32_master_weights(faults):
+    out = done(faults, "fp16-checkpoint")
     result = out["result"]
     assert result["global_step"] == 20 and result["eval_loss"] < result["initial_eval_loss"]
     assert out["reload"]["dtypes"] == ["torch.float32"]
@@ -163,28 +163,28 @@ def test_06_an_fp16_checkpoint_trains_with_fp32_master_weights(cases):
     assert "NaN" not in str(result) and "nan" not in out["log"]
 
 
-def test_06_a_run_whose_loss_turns_non_finite_fails_and_pushes_nothing(cases):
-    out = refused(cases, "06-diverges", "Diverged")
+def test_a_run_whose_loss_turns_non_finite_fails_and_pushes_nothing(faults):
+    out = refused(faults, "diverges", "Diverged")
     assert "NaN or infinite" in out["error"] and "nothing was pushed" in out["error"]
     assert "learning_rate" in out["hint"]
 
 
-def test_09_long_texts_are_cut_to_what_the_positions_take(cases):
-    bert = done(cases, "09-long-text-bert-128-positions")
+def test_long_texts_are_cut_to_what_the_positions_take(faults):
+    bert = done(faults, "long-text-bert-128-positions")
     assert bert["result"]["training"]["max_length"] == 128
     assert "max_length 256 capped to 128" in bert["log"]
-    roberta = done(cases, "09-long-text-roberta-offset-positions")
+    roberta = done(faults, "long-text-roberta-offset-positions")
     assert roberta["result"]["training"]["max_length"] == 64  # 66 position embeddings, offset by the padding index
 
 
-def test_10_unknown_params_are_refused_at_once(cases):
-    out = refused(cases, "10-unknown-params", "ParamError")
+def test_unknown_params_are_refused_at_once(faults):
+    out = refused(faults, "unknown-params", "ParamError")
     assert out["error"].startswith("unknown params: lr (did you mean lr -> learning_rate?) (known: ")
     assert "gradient_checkpointing" in out["error"] and out["log"] == ""  # refused before anything was loaded
 
 
-def test_10_the_params_a_gpu_user_reaches_for_are_applied_and_the_card_says_so(cases):
-    out = done(cases, "10-gpu-params-applied")
+def test_the_params_a_gpu_user_reaches_for_are_applied_and_the_card_says_so(faults):
+    out = done(faults, "gpu-params-applied")
     training = out["result"]["training"]
     assert (training["precision"], training["gradient_checkpointing"], training["optim"]) == ("bf16", True, "adafactor")
     assert (training["per_device_train_batch_size"], training["gradient_accumulation_steps"], training["batch_size"]) == (2, 4, 8)
@@ -194,14 +194,14 @@ def test_10_the_params_a_gpu_user_reaches_for_are_applied_and_the_card_says_so(c
     assert "| lr |" not in out["card"] and "| bf16 |" not in out["card"]
 
 
-def test_a_model_or_dataset_that_does_not_exist_fails_at_once(cases):
-    out = refused(cases, "missing-model", "ModelError")
+def test_a_model_or_dataset_that_does_not_exist_fails_at_once(faults):
+    out = refused(faults, "missing-model", "ModelError")
     assert "model demo/no-such-model does not exist or the Space's token cannot read it" in out["error"]
-    out = refused(cases, "missing-dataset", "DatasetError")
+    out = refused(faults, "missing-dataset", "DatasetError")
     assert "dataset demo/no-such-data does not exist" in out["error"]
 
 
-def test_a_run_that_cannot_fit_the_device_fails_at_once_with_what_would_fit(cases):
-    out = refused(cases, "out-of-memory", "OutOfMemory")
+def test_a_run_that_cannot_fit_the_device_fails_at_once_with_what_would_fit(faults):
+    out = refused(faults, "out-of-memory", "OutOfMemory")
     assert "demo/tiny-bert" in out["error"] and "does not fit" in out["error"] and "a 100 kB CPU" in out["error"]
     assert out["hint"].startswith("try ") and "a bigger flavor" in out["hint"]
