@@ -18,6 +18,7 @@ VERB_MODULES = (
     "scheduler.commands.space_cmds",
     "scheduler.commands.demo_cmd",
     "scheduler.commands.deploy_cmd",
+    "scheduler.commands.recipe_cmd",
 )
 
 

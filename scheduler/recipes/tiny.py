@@ -6,6 +6,10 @@ initialised from small configs (hidden size 32, 2 layers, a few hundred KB of we
 fine-tuning run takes seconds on a CPU and still shows a falling loss.
 
 `seed_demo_repos(api, owner)` uploads them to whatever Hub `api` points at (the emulator, usually).
+`make_family_model(family, tokenizer)` makes a tiny random model of each common family (BERT,
+DistilBERT, RoBERTa, DeBERTa-v2, GPT-2, Llama, Mistral, Phi-3, Qwen2, OPT), saved with the head its
+Hub checkpoints carry (masked LM for encoders, causal LM for decoders) and a tokenizer shaped like
+the family's own (special tokens, padding, what is added around a text).
 """
 
 from __future__ import annotations
@@ -59,24 +63,97 @@ def rows_to_csv(rows: list[dict], columns: list[str] | None = None) -> bytes:
 # ---------------------------------------------------------------- tokenizer and models
 
 
-def make_tokenizer(texts: list[str]):
-    """A word-level tokenizer over every word in `texts` (plus the special tokens)."""
+# Per tokenizer style: the special tokens (first ones get the first ids, as in the real vocabularies),
+# the template around one text, and the roles. None: the family's tokenizer has no such token.
+TOKENIZER_STYLES: dict[str, dict] = {
+    "encoder": {"specials": SPECIAL_TOKENS, "template": "[CLS] $A [SEP]",
+                "roles": {"unk": "[UNK]", "pad": "[PAD]", "cls": "[CLS]", "sep": "[SEP]", "mask": "[MASK]",
+                          "bos": "[BOS]", "eos": "[EOS]"}},
+    "roberta": {"specials": ("<s>", "<pad>", "</s>", "<unk>", "<mask>"), "template": "<s> $A </s>",
+                "roles": {"unk": "<unk>", "pad": "<pad>", "cls": "<s>", "sep": "</s>", "mask": "<mask>",
+                          "bos": "<s>", "eos": "</s>"}},
+    # GPT-2: no pad token, BOS = EOS, nothing added around a text.
+    "gpt2": {"specials": ("<|endoftext|>", "<unk>"), "template": None,
+             "roles": {"unk": "<unk>", "bos": "<|endoftext|>", "eos": "<|endoftext|>"}},
+    # Llama and Mistral: BOS prepended, no pad token.
+    "llama": {"specials": ("<unk>", "<s>", "</s>", "<|eot_id|>"), "template": "<s> $A",
+              "roles": {"unk": "<unk>", "bos": "<s>", "eos": "</s>"}},
+    # Phi-3: BOS prepended, pad = EOS.
+    "phi3": {"specials": ("<unk>", "<s>", "</s>", "<|endoftext|>"), "template": "<s> $A",
+             "roles": {"unk": "<unk>", "bos": "<s>", "eos": "<|endoftext|>", "pad": "<|endoftext|>"}},
+    # Qwen2: no BOS, its own pad and EOS, no UNK.
+    "qwen2": {"specials": ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<unk>"), "template": None,
+              "roles": {"eos": "<|im_end|>", "pad": "<|endoftext|>"}},
+    # OPT: </s> prepended as BOS, <pad> is id 1.
+    "opt": {"specials": ("<s>", "<pad>", "</s>", "<unk>"), "template": "</s> $A",
+            "roles": {"unk": "<unk>", "pad": "<pad>", "bos": "</s>", "eos": "</s>"}},
+}
+
+
+def make_tokenizer(texts: list[str], style: str = "encoder", model_max_length: int | None = 64):
+    """A word-level tokenizer over every word in `texts`, with the special tokens and template of
+    `style` (a key of TOKENIZER_STYLES); `model_max_length=None` saves it without one."""
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
 
-    words = sorted({w for text in texts for w in text.lower().split()})
-    vocab = {token: i for i, token in enumerate(list(SPECIAL_TOKENS) + words)}
-    backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="[UNK]"))
+    spec = TOKENIZER_STYLES[style]
+    words = sorted({w for text in texts for w in text.lower().split()} - set(spec["specials"]))
+    vocab = {token: i for i, token in enumerate(list(spec["specials"]) + words)}
+    unk = spec["roles"].get("unk") or spec["specials"][0]
+    backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token=unk))
     backend.normalizer = normalizers.Lowercase()
     backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    backend.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]",
-        special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])],
-    )
-    return PreTrainedTokenizerFast(
-        tokenizer_object=backend, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
-        sep_token="[SEP]", mask_token="[MASK]", bos_token="[BOS]", eos_token="[EOS]", model_max_length=64,
-    )
+    if spec["template"]:
+        added = [t for t in spec["template"].split() if t != "$A"]
+        backend.post_processor = processors.TemplateProcessing(
+            single=spec["template"], special_tokens=[(t, vocab[t]) for t in dict.fromkeys(added)])
+    kwargs = {f"{role}_token": token for role, token in spec["roles"].items()}
+    if model_max_length is not None:
+        kwargs["model_max_length"] = model_max_length
+    return PreTrainedTokenizerFast(tokenizer_object=backend, **kwargs)
+
+
+_ENCODER_SIZE = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64}
+_DECODER_SIZE = {**_ENCODER_SIZE, "num_key_value_heads": 1}
+# family: (tokenizer style, config class, checkpoint class, config kwargs).
+FAMILIES: dict[str, tuple[str, str, str, dict]] = {
+    "bert": ("encoder", "BertConfig", "BertForMaskedLM", _ENCODER_SIZE),
+    "distilbert": ("encoder", "DistilBertConfig", "DistilBertForMaskedLM",
+                   {"dim": 32, "n_layers": 2, "n_heads": 2, "hidden_dim": 64}),
+    "roberta": ("roberta", "RobertaConfig", "RobertaForMaskedLM", _ENCODER_SIZE),
+    "deberta-v2": ("encoder", "DebertaV2Config", "DebertaV2ForMaskedLM", _ENCODER_SIZE),
+    "gpt2": ("gpt2", "GPT2Config", "GPT2LMHeadModel", {"n_embd": 32, "n_layer": 2, "n_head": 2}),
+    "llama": ("llama", "LlamaConfig", "LlamaForCausalLM", _DECODER_SIZE),
+    "mistral": ("llama", "MistralConfig", "MistralForCausalLM", _DECODER_SIZE),
+    "phi3": ("phi3", "Phi3Config", "Phi3ForCausalLM", _DECODER_SIZE),
+    "qwen2": ("qwen2", "Qwen2Config", "Qwen2ForCausalLM", _DECODER_SIZE),
+    "opt": ("opt", "OPTConfig", "OPTForCausalLM",
+            {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "ffn_dim": 64,
+             "word_embed_proj_dim": 32}),
+}
+ENCODER_FAMILIES = ("bert", "distilbert", "roberta", "deberta-v2")
+DECODER_FAMILIES = ("gpt2", "llama", "mistral", "phi3", "qwen2", "opt")
+
+
+def make_family_model(family: str, tokenizer, *, positions: int = 64, seed: int = 0, **config_overrides):
+    """A tiny random model of `family` (a key of FAMILIES) for `tokenizer`, as its Hub checkpoints
+    come: special token ids from the tokenizer, `positions` usable positions (RoBERTa's offset
+    added), `config_overrides` last (e.g. a Llama-3 `eos_token_id` list)."""
+    import torch
+    import transformers
+
+    _style, config_name, model_name, size = FAMILIES[family]
+    ids = {role: getattr(tokenizer, f"{role}_token_id") for role in ("pad", "bos", "eos")}
+    kwargs = {**size, "vocab_size": len(tokenizer), "max_position_embeddings": positions,
+              **{f"{role}_token_id": value for role, value in ids.items() if value is not None}}
+    if family == "roberta":  # position ids start after the padding index
+        kwargs["max_position_embeddings"] = positions + (ids["pad"] or 1) + 1
+    if family == "gpt2":
+        kwargs["n_positions"] = kwargs.pop("max_position_embeddings")
+    kwargs.update(config_overrides)
+    torch.manual_seed(seed)
+    config = getattr(transformers, config_name)(**kwargs)
+    return getattr(transformers, model_name)(config)
 
 
 def make_classifier(tokenizer, labels=LABELS, seed: int = 0):

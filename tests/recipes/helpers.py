@@ -13,6 +13,7 @@ import pytest
 from scheduler.callbacks import CallbackProcess
 from scheduler.tasks import Task
 from tests.conftest import TEST_TOKEN
+from tests.support import wait_for
 
 RECIPE = "scheduler.recipes.finetune:train"
 # Generous: each run imports torch in a fresh process, which a loaded 2-core machine can make slow.
@@ -63,3 +64,13 @@ def log_text(process: CallbackProcess) -> str:
         return process.files.log.read_text(encoding="utf-8")
     except OSError:
         return ""
+
+
+def stop_once_training(process: CallbackProcess, seen: int = 0) -> dict:
+    """Ask the run to stop once its log (past the first `seen` characters) shows progress; its outcome."""
+    try:
+        wait_for(lambda: "progress" in log_text(process)[seen:] or not process.running(), TIMEOUT, "training to start")
+        process.request_stop()
+        return finish(process, TIMEOUT)
+    finally:
+        process.kill()

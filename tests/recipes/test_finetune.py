@@ -11,7 +11,7 @@ from tests.support import wait_for
 
 from scheduler.recipes.finetune import CHECKPOINTS, last_complete_checkpoint
 from scheduler.recipes.tiny import make_rows, upload_dataset_csv
-from tests.recipes.helpers import TIMEOUT, finish, log_text, make_task, needs_training, run, start
+from tests.recipes.helpers import TIMEOUT, finish, make_task, needs_training, run, start, stop_once_training
 
 pytestmark = needs_training
 
@@ -134,13 +134,7 @@ def test_stop_request_ends_training_with_a_checkpoint_and_no_push(seeded_hub, tm
     work = tmp_path / "work"
     task = make_task(repos["classifier"], repos["dataset"], **CLASSIFIER_PARAMS)  # save_steps 200: none by schedule
     monkeypatch.setenv("RECIPE_TEST_HOLD_AT_STEP", "10")
-    process = start(hub.url, work, task, SLOW_RECIPE)
-    try:
-        wait_for(lambda: "progress" in log_text(process) or not process.running(), TIMEOUT, "training to start")
-        process.request_stop()
-        outcome = finish(process, TIMEOUT)
-    finally:
-        process.kill()
+    outcome = stop_once_training(start(hub.url, work, task, SLOW_RECIPE))
     assert outcome["ok"], outcome
     result = outcome["result"]
     assert result["stopped"] is True and 1 <= result["global_step"] <= 11
@@ -151,7 +145,7 @@ def test_stop_request_ends_training_with_a_checkpoint_and_no_push(seeded_hub, tm
 def test_malformed_datasets_fail_naming_the_column(seeded_hub, tmp_path):
     hub, api, repos = seeded_hub
     rows = make_rows(40)
-    no_text = upload_dataset_csv(api, "demo/reviews-no-text", [{"sentence": r["text"], "label": r["label"]} for r in rows])
+    no_text = upload_dataset_csv(api, "demo/reviews-no-text", [{"phrase": r["text"], "label": r["label"]} for r in rows])
     new_label = upload_dataset_csv(api, "demo/reviews-neutral", rows + [{"text": "the film was fine", "label": "neutral"}])
     # Both at once: each spends most of its time importing torch.
     runs = [start(hub.url, tmp_path / "a", make_task(repos["classifier"], no_text)),
@@ -159,8 +153,8 @@ def test_malformed_datasets_fail_naming_the_column(seeded_hub, tmp_path):
     missing_text, unknown_label = (finish(p) for p in runs)
     assert not missing_text["ok"]
     assert "DatasetError" in missing_text["error"]
-    assert "no column 'text' (params.text_column)" in missing_text["error"]
-    assert "sentence, label" in missing_text["error"]
+    assert "has no text column (params.text_column, looked for text, sentence" in missing_text["error"]
+    assert "its columns are: phrase, label" in missing_text["error"]
     assert not unknown_label["ok"]
     assert "column 'label'" in unknown_label["error"] and "'neutral'" in unknown_label["error"]
     assert "labels not in demo/tiny-bert-sentiment's config" in unknown_label["error"]
