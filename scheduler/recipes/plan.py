@@ -26,6 +26,7 @@ import re
 from dataclasses import asdict, dataclass, field, replace
 from typing import Callable, Iterable
 
+from ..flavors import FALLBACK_JOB_FLAVORS, FALLBACK_SPACE_FLAVORS, ZERO_GPU
 from .errors import ParamError
 
 MIB = 1024 ** 2
@@ -51,16 +52,12 @@ GPUS: dict[str, GPU] = {
     "H200": GPU("NVIDIA H200", (9, 0), 143_771 * MIB),
     "RTX PRO 6000": GPU("NVIDIA RTX PRO 6000", (12, 0), 97_887 * MIB),
 }
-# Every GPU flavor of huggingface_hub's SpaceHardware and JobHardware enums: (GPU, how many).
+# Every GPU flavor the Hub lists for Spaces or Jobs (flavors.py's table): (GPU, how many). ZeroGPU is
+# not one: its GPU never reaches a training process.
 FLAVOR_GPUS: dict[str, tuple[str, int]] = {
-    "t4-small": ("T4", 1), "t4-medium": ("T4", 1),
-    "l4x1": ("L4", 1), "l4x4": ("L4", 4),
-    "a10g-small": ("A10G", 1), "a10g-large": ("A10G", 1), "a10g-largex2": ("A10G", 2), "a10g-largex4": ("A10G", 4),
-    "l40sx1": ("L40S", 1), "l40sx4": ("L40S", 4), "l40sx8": ("L40S", 8),
-    "a100-large": ("A100", 1), "a100x4": ("A100", 4), "a100x8": ("A100", 8),
-    "h200": ("H200", 1), "h200x2": ("H200", 2), "h200x4": ("H200", 4), "h200x8": ("H200", 8),
-    "rtx-pro-6000": ("RTX PRO 6000", 1), "rtx-pro-6000x2": ("RTX PRO 6000", 2),
-    "rtx-pro-6000x4": ("RTX PRO 6000", 4), "rtx-pro-6000x8": ("RTX PRO 6000", 8),
+    name: (flavor.gpu_model, flavor.gpu_count)
+    for name, flavor in {**FALLBACK_SPACE_FLAVORS, **FALLBACK_JOB_FLAVORS}.items()
+    if flavor.gpu_count and flavor.gpu_model and name != ZERO_GPU
 }
 # Flavors without a GPU for the callback, with their RAM. ZeroGPU attaches its GPU only inside
 # `@spaces.GPU` functions of the Gradio process, never to a training callback's process.
