@@ -276,8 +276,8 @@ class JobsExecutor:
 
     def find(self, lease_id: str) -> str | None:
         """The id of a Job started for this lease, if any (after a `run_job` whose answer was lost)."""
-        jobs = self.api.list_jobs(labels={LEASE_LABEL: lease_id}, namespace=self.namespace)
-        return jobs[0].id if jobs else None
+        found = next(iter(self.api.list_jobs(labels={LEASE_LABEL: lease_id}, namespace=self.namespace)), None)
+        return found.id if found is not None else None
 
     def start(self, task: Task, lease_id: str) -> Run:
         log = self._log(task)
@@ -296,9 +296,11 @@ class JobsExecutor:
             # The Job may exist although the answer was lost: look for it before anyone starts another.
             try:
                 job_id = self.find(lease_id)
-            except Exception:
-                job_id = None
+            except Exception as lookup:
+                log.write(f"run_job failed ({describe(exc)}) and the Job could not be looked up: {describe(lookup)}")
+                raise exc from None
             if job_id is None:
+                log.write(f"run_job failed ({describe(exc)}) and no Job exists for this lease")
                 raise
             log.write(f"run_job failed ({describe(exc)}) but Job {job_id} exists for this lease: following it")
         log.write(f"attempt {task.attempts}/{task.max_attempts} as Job {job_id} on {task.hardware}")

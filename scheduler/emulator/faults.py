@@ -1,6 +1,7 @@
 """Fault injection: an ASGI middleware that makes the emulator misbehave like a busy Hub.
 
-Kinds (all optional, all filtered by the `paths` regex, never applied to `/_emulator/*`):
+Kinds (all optional, all filtered by the `paths` regex and the `methods` list, never applied to
+`/_emulator/*`):
 
 - `error_rate`: fraction of requests answered 500/502/503 before the route runs.
 - `commit_429_every`: every Nth commit POST is answered 429 with `Retry-After` before applying.
@@ -8,6 +9,8 @@ Kinds (all optional, all filtered by the `paths` regex, never applied to `/_emul
 - `drop_after_commit_rate`: the commit is applied and persisted, then the response is lost.
   The status line and headers are sent, then the connection is closed before the body, so the
   client sees `httpx2.RemoteProtocolError` (a connection error, not an HTTP status).
+- `drop_after_rate`: the same for any request the `paths` regex selects (a Job created, a hardware
+  request accepted, whose answer never arrives).
 
 Randomness comes from one seeded RNG so a run can be replayed.
 """
@@ -34,7 +37,9 @@ class FaultConfig:
     latency_s: float = 0.0
     latency_rate: float = 0.0
     drop_after_commit_rate: float = 0.0
+    drop_after_rate: float = 0.0
     paths: str | None = None
+    methods: str | None = None  # e.g. "POST" or "POST,PUT"; None: every method
     seed: int | None = None
 
     @classmethod
@@ -48,7 +53,7 @@ class FaultConfig:
         return cfg
 
     def validate(self) -> None:
-        for name in ("error_rate", "latency_rate", "drop_after_commit_rate"):
+        for name in ("error_rate", "latency_rate", "drop_after_commit_rate", "drop_after_rate"):
             value = getattr(self, name)
             if not 0.0 <= float(value) <= 1.0:
                 raise ValueError(f"{name} must be between 0 and 1, got {value}")
@@ -99,6 +104,8 @@ class FaultInjector:
         out: dict[str, Any] = {}
         if path.startswith("/_emulator") or (self._paths and not self._paths.search(path)):
             return out
+        if cfg.methods and method.upper() not in {m.strip().upper() for m in cfg.methods.split(",")}:
+            return out
         is_commit = method == "POST" and bool(COMMIT_RE.match(path))
         with self._lock:
             rng = self._rng
@@ -113,6 +120,8 @@ class FaultInjector:
                     out["r429"] = cfg.retry_after_s
                     return out
             if is_commit and cfg.drop_after_commit_rate > 0 and rng.random() < cfg.drop_after_commit_rate:
+                out["drop"] = True
+            elif cfg.drop_after_rate > 0 and rng.random() < cfg.drop_after_rate:
                 out["drop"] = True
         return out
 
@@ -154,8 +163,8 @@ class FaultMiddleware:
                 await send(message)
             elif message["type"] == "http.response.body":
                 if state["status"] < 300:
-                    inj.count("fault_dropped_after_commit")
-                    raise DroppedResponse("response dropped after commit (injected)")
+                    inj.count("fault_dropped_after_commit" if COMMIT_RE.match(scope["path"]) else "fault_dropped")
+                    raise DroppedResponse("response dropped after the request was applied (injected)")
                 await send(message)
 
         await self.app(scope, receive, cut_send)

@@ -28,3 +28,10 @@ def slow_to_stop(task, ctx):
     time.sleep(1.0)
     ctx.log("cleanup done")
     return {"stopped": True}
+
+
+def echoes_token(task, ctx):
+    """Puts the token it was given in its log and its result."""
+    token = os.environ.get("HF_TOKEN", "")
+    ctx.log(f"token {token}")
+    return {"echo": token, "nested": {"token": token}}

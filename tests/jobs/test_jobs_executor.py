@@ -15,6 +15,8 @@ from scheduler.queue import TaskQueue
 from scheduler.settings import WorkerSettings, build_worker
 from scheduler.tasks import Status, Task
 
+from tests.support import wait_for
+
 from ..conftest import TEST_TOKEN
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -153,3 +155,63 @@ def test_the_executor_is_chosen_by_name_and_space_stays_the_default(emulator, hf
     assert isinstance(jobs, JobsExecutor) and jobs.image == f"hf.co/spaces/{SPACE}" and jobs.namespace == "demo"
     with pytest.raises(ValueError, match="executor"):
         build(executor="gpu")
+
+
+def test_a_task_cancelled_and_requeued_while_its_job_runs_never_has_two_jobs_at_once(emulator, hf_api, tmp_path):
+    hf_api.create_repo(SPACE, repo_type="space", space_sdk="gradio")
+    queue = open_queue(emulator)
+    task = queue.add_many(new_tasks(1, sleep=60))[0]
+    worker = jobs_worker(emulator, queue, "sleepy", tmp_path / "work", max_concurrent_jobs=2)
+    thread = worker.start_thread()
+    try:
+        wait_for(lambda: any(j["status"]["stage"] == "RUNNING" for j in emulated_jobs(emulator)), 60, "the Job")
+        queue.cancel(task.id, "wrong dataset")
+        requeued = queue.requeue(task.id)
+        assert requeued.status is Status.PENDING and requeued.not_before is not None  # waits for the old run
+        wait_for(lambda: len([j for j in emulated_jobs(emulator) if j.get("_started")]) == 2, 60,
+                 "the requeued task's Job to start")
+        first, second = sorted(emulated_jobs(emulator), key=lambda j: j["_created"])
+        assert first["status"]["stage"] == "CANCELED"
+        assert first["_finished"] <= second["_started"], (first, second)  # one after the other
+        assert queue.get(task.id).gpu_seconds > 0  # the cancelled run's time is kept
+    finally:
+        queue.cancel(task.id, "test over")
+        worker.stop("test over", wait_s=60)
+        thread.join(60)
+    assert max_overlap(emulated_jobs(emulator)) == 1
+    assert all(j["status"]["stage"] in ("CANCELED", "COMPLETED") for j in emulated_jobs(emulator))
+
+
+def test_a_job_whose_start_answer_was_lost_is_followed_not_started_again(emulator, hf_api, tmp_path):
+    hf_api.create_repo(SPACE, repo_type="space", space_sdk="gradio")
+    queue = open_queue(emulator)
+    task = queue.add_many(new_tasks(1, sleep=2))[0]
+    # The Hub creates the Job; its answer never arrives (the connection drops before the body).
+    emulator.set_faults(drop_after_rate=1.0, paths=r"^/api/jobs/demo$", methods="POST")
+    worker = jobs_worker(emulator, queue, "sleepy", tmp_path / "work")
+    thread = threading.Thread(target=worker.run, kwargs={"until_idle": True})
+    thread.start()
+    wait_for(lambda: emulated_jobs(emulator), 60, "the Job to be created")
+    emulator.set_faults(drop_after_rate=0.0, methods=None, paths=None)
+    thread.join(120)
+    done = queue.get(task.id)
+    assert done.status is Status.DONE and done.attempts == 1
+    assert len(emulated_jobs(emulator)) == 1
+    assert emulator.stats.get("fault_dropped", 0) >= 1
+
+
+def test_no_token_reaches_tasks_csv_the_task_log_or_the_jobs_own_log(emulator, hf_api, tmp_path):
+    hf_api.create_repo(SPACE, repo_type="space", space_sdk="gradio")
+    queue = open_queue(emulator)
+    task = queue.add_many(new_tasks(1))[0]
+    jobs_worker(emulator, queue, "echoes_token", tmp_path / "work").run(until_idle=True)
+    done = queue.get(task.id)
+    assert done.status is Status.DONE and done.result == {"echo": "***", "nested": {"token": "***"}}
+    csv_text = Path(hf_api.hf_hub_download("demo/queue", "tasks.csv", repo_type="dataset",
+                                           force_download=True)).read_text()
+    job = emulated_jobs(emulator)[0]
+    job_log = "\n".join(hf_api.fetch_job_logs(job_id=job["id"], namespace="demo"))
+    task_log = (tmp_path / "work" / "logs" / f"{task.id}.log").read_text()
+    assert "token ***" in job_log and "token ***" in task_log
+    for text in (csv_text, job_log, task_log, done.log):
+        assert TEST_TOKEN not in text
