@@ -52,7 +52,7 @@ def guide_app(queue_url: str, work_dir: str) -> int:
             ctx = RunContext(task, TaskFiles(Path(work_dir), task.id), emit=print, should_stop=lambda: False,
                              token=token, endpoint=os.environ.get("HF_ENDPOINT"))
             result = load_callback(f"{TRAIN}:train")(task, ctx)
-            queue.complete(task.id, f"{space}/{os.getpid()}", result, gpu_seconds=time.monotonic() - started)
+            queue.complete(task.id, task.lease_id, result, gpu_seconds=time.monotonic() - started)
         api.request_space_hardware(space, "cpu-basic")
     else:
         api.request_space_hardware(space, FLAVOR)
@@ -100,12 +100,20 @@ def measure(hub, space: str, command: list[str], n_tasks: int, epochs: int, time
     harness.wait_until(lambda: all(t.status is Status.DONE for t in queue.list()), timeout, "every task done")
     harness.wait_until(lambda: harness.settled(api, space), timeout, "the Space back on cpu-basic")
     wall = time.monotonic() - started
+    from scheduler import billing
+    from scheduler.hardware import hourly_prices
+
+    # What the page shows: the paid periods the worker wrote (the replica's end lands as it stops).
+    harness.wait_until(lambda: all(p.end for p in billing.parse(queue.read_file(billing.PERIODS_PATH))), 60,
+                       "the paid periods to be closed")
     bill = hub.billing(space)
     tasks = queue.list()
+    shown = billing.bill(billing.parse(queue.read_file(billing.PERIODS_PATH)), tasks, hourly_prices(api), space=space)
     return {
         "changes": bill["hardware_changes"],
         "gpu_s": bill["billed_seconds"].get(FLAVOR, 0.0),
-        "cost": bill["total_cost_usd"],
+        "cost": bill["totals"]["usd"],
+        "shown": shown.billed_usd,
         "train_s": sum(t.gpu_seconds or 0.0 for t in tasks),
         "wall_s": wall,
     }
@@ -147,12 +155,15 @@ def main(argv: list[str] | None = None) -> int:
             hub.stop()
 
     print(f"{args.tasks} tasks on {FLAVOR}, emulated boot delay {args.boot_delay:g}s, {args.epochs} epochs each")
-    print(f"{'approach':<8} {'hw changes':>10} {'GPU-billed s':>13} {'training s':>11} {'cost USD':>10} {'wall s':>8}")
+    print(f"{'approach':<8} {'hw changes':>10} {'GPU-billed s':>13} {'training s':>11} {'billed USD':>10} "
+          f"{'shown USD':>10} {'wall s':>8}")
     for name, r in results.items():
-        print(f"{name:<8} {r['changes']:>10} {r['gpu_s']:>13.1f} {r['train_s']:>11.1f} {r['cost']:>10.5f} {r['wall_s']:>8.1f}")
+        print(f"{name:<8} {r['changes']:>10} {r['gpu_s']:>13.1f} {r['train_s']:>11.1f} {r['cost']:>10.5f} "
+              f"{r['shown']:>10.5f} {r['wall_s']:>8.1f}")
     w, g = results["worker"], results["guide"]
     print(f"ratio guide/worker: hardware changes {g['changes'] / max(1, w['changes']):.1f}x, "
-          f"GPU-billed seconds {g['gpu_s'] / max(1e-9, w['gpu_s']):.2f}x")
+          f"GPU-billed seconds {g['gpu_s'] / max(1e-9, w['gpu_s']):.2f}x, billed USD {g['cost'] / max(1e-9, w['cost']):.2f}x")
+    print(f"worker: cost shown / billed by the Hub (per started minute) = {w['shown'] / max(1e-9, w['cost']):.3f}")
     print("command: python bench/gpu_cost.py " + shlex.join(argv if argv is not None else sys.argv[1:]))
     return 0
 
