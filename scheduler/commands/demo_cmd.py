@@ -12,11 +12,15 @@ import importlib.util
 import io
 import json
 import random
+import re
+import shutil
+import signal
 import socket
 import sys
 import tempfile
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 DEMO_USER = "demo"
 DEMO_TOKEN = "hf_demo_local_emulator_token"  # the emulator's own; never a real Hub token
@@ -41,6 +45,10 @@ TRANSFORMERS_EXAMPLES = [
      {"recipe": "transformers", "learning_rate": 5e-3, "epochs": 6, "batch_size": 16}),
 ]
 TRAINING_STACK = ("torch", "transformers", "datasets", "accelerate", "peft")
+# Seconds the Space's app gets to give its hardware back after SIGTERM. Ctrl-C must have stopped
+# every child within 5 s: this grace, then the emulator's own shutdown.
+APP_STOP_GRACE_S = 2.5
+_URL = re.compile(r"https?://\S+")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -134,7 +142,15 @@ def say(message: str) -> None:
     print(message, flush=True)
 
 
-def setup(hub_url: str, port: int, recipe: str = "numpy") -> None:
+def without_dead_links(line: str) -> str | None:
+    """A deploy line with the emulator's repo pages and webhook targets (no page answers there) shown
+    as paths; None for a line that was only such a URL. The demo prints only URLs that answer."""
+    if _URL.fullmatch(line.strip()):
+        return None
+    return _URL.sub(lambda m: urlsplit(m.group(0)).path or "/", line)
+
+
+def setup(hub_url: str, port: int, recipe: str = "numpy", hub_data: str | Path = ".") -> None:
     """The demo's data (and, for the transformers recipe, its tiny models), the queue, the Space with
     its code and settings, and its app started."""
     import httpx
@@ -147,7 +163,13 @@ def setup(hub_url: str, port: int, recipe: str = "numpy") -> None:
     api.upload_file(path_or_fileobj=reviews_csv(), path_in_repo="train.csv", repo_id=DATASET, repo_type="dataset",
                     commit_message="A tiny sentiment dataset for the demo")
     say(f"Dataset: {DATASET} (train.csv)")
-    app_env = {"SYSTEM": "emulator"}
+    # The emulator has no OAuth provider: off SYSTEM=spaces gradio's "Sign in with Hugging Face" is
+    # a mock that signs in as the owner of the Space's token, the demo user. The app trusts that mock
+    # only when told to, and only on loopback (scheduler/access.py). Its caches and work dir live in
+    # the demo's folder, which a run without --data removes at the end.
+    data = Path(hub_data)
+    app_env = {"SYSTEM": "emulator", "SCHEDULER_MOCK_LOGIN": "1", "HF_HOME": str(data / "space-hf-home"),
+               "SCHEDULER_WORK_DIR": str(data / "space-work")}
     if recipe == "transformers":
         from ..recipes.tiny import seed_demo_repos
 
@@ -160,15 +182,19 @@ def setup(hub_url: str, port: int, recipe: str = "numpy") -> None:
     # The webhook goes to the app's local port, where the supervisor is about to start it.
     deploy(DeployConfig(space_id=SPACE, queue_repo=QUEUE_REPO, token=DEMO_TOKEN, endpoint=hub_url,
                         webhook_url=f"http://127.0.0.1:{port}/webhooks/queue"),
-           say=lambda line: say(f"  deploy {line}"))
+           say=lambda line: _say_deploy(line))
     # A demo wants to see the Space react within a second, not at the production poll of 15 s.
     api.add_space_variable(SPACE, "SCHEDULER_WORKER_ARGS", "--poll 1 --lease 120")
     api.add_space_variable(SPACE, "SCHEDULER_REFRESH_S", "1")
-    # The emulator has no OAuth provider: outside SYSTEM=spaces gradio's login signs in as the owner
-    # of the Space's token (its local-development mode), which is the demo user.
     response = httpx.post(f"{hub_url}/_emulator/spaces/{SPACE}/supervise",
                           json={"port": port, "env": app_env}, timeout=30)
     response.raise_for_status()
+
+
+def _say_deploy(line: str) -> None:
+    shown = without_dead_links(line)
+    if shown is not None:
+        say(f"  deploy {shown}")
 
 
 def runtime_of(hub) -> dict:
@@ -205,63 +231,95 @@ def summary(bill: dict, counts: dict[str, int]) -> str:
 
 
 def cmd_demo(args) -> int:
+    recipe = choose_recipe(args.recipe)
+    temporary = not args.data
+    data = Path(args.data) if args.data else Path(tempfile.mkdtemp(prefix="space-scheduler-demo-"))
+    try:
+        return _run(args, data, recipe)
+    finally:
+        if temporary:
+            shutil.rmtree(data, ignore_errors=True)
+
+
+def _run(args, data: Path, recipe: str) -> int:
     from ..emulator.server import start_emulator
     from ..queue import TaskQueue
     from ..tasks import Task
 
-    data = Path(args.data) if args.data else Path(tempfile.mkdtemp(prefix="space-scheduler-demo-"))
     port = args.port or _free_port()
     app_url = f"http://127.0.0.1:{port}/"
-    recipe = choose_recipe(args.recipe)
     line = StatusLine()
     started = time.monotonic()
-    with start_emulator(data, boot_delay=args.boot_delay, stop_grace=10.0) as hub:
-        try:
-            say(f"Hub emulator: {hub.url} (data in {data})")
-            if recipe == "numpy" and args.recipe == "auto":
-                say(f"Example tasks use the numpy example: the transformers recipe needs "
-                    f"{', '.join(missing_training_stack())} (pip install 'space-scheduler[train]').")
-            setup(hub.url, port, recipe)
-            queue = TaskQueue.open(f"hf://datasets/{QUEUE_REPO}", token=DEMO_TOKEN, endpoint=hub.url)
-            while not (app_answers(app_url) and runtime_of(hub)["stage"] == "RUNNING"):
+    previous = None
+    try:
+        with start_emulator(data, boot_delay=args.boot_delay, stop_grace=APP_STOP_GRACE_S) as hub:
+            try:
+                kept = "kept" if args.data else "removed at exit"
+                say(f"Hub emulator: billing at {hub.url}/_emulator/spaces/{SPACE}/billing (data in {data}, {kept})")
+                if recipe == "numpy" and args.recipe == "auto":
+                    say(f"Example tasks use the numpy example: the transformers recipe needs "
+                        f"{', '.join(missing_training_stack())} (pip install 'space-scheduler[train]').")
+                setup(hub.url, port, recipe, data)
+                queue = TaskQueue.open(f"hf://datasets/{QUEUE_REPO}", token=DEMO_TOKEN, endpoint=hub.url)
+                while not (app_answers(app_url) and runtime_of(hub)["stage"] == "RUNNING"):
+                    bill = runtime_of(hub)
+                    if bill["stage"] in ("RUNTIME_ERROR", "NO_APP_FILE", "BUILD_ERROR"):
+                        line.done()
+                        say(f"The Space did not start ({bill['stage']}); its log:\n"
+                            + _tail(hub.hub.spaces.log_path(SPACE)))
+                        return 1
+                    state = f"starting the Space's app ({bill['stage']} on {bill['current'] or '?'})"
+                    line.show(f"[{time.monotonic() - started:5.0f}s] {state}", state)
+                    time.sleep(0.3)
+                line.done()
+                say(f"\nThe scheduler's Space is up: {app_url}")
+                say(f"Space logs: {hub.hub.spaces.log_path(SPACE)}")
+                examples = TRANSFORMERS_EXAMPLES if recipe == "transformers" else NUMPY_EXAMPLES
+                if args.submit:
+                    tasks = [Task.new(m, d, h, params=p, submitted_by=DEMO_USER) for m, d, h, p in
+                             (examples * (args.submit // len(examples) + 1))[: args.submit]]
+                    queue.add_many(tasks)
+                    say(f"Submitted {len(tasks)} example task(s) for {', '.join(sorted({t.hardware for t in tasks}))} "
+                        f"({recipe} recipe)")
+                if not args.until_idle:
+                    model, dataset, _, params = examples[0]
+                    say("Open it, sign in, submit a task and watch the Space switch to the GPU and back. "
+                        f"For example: model {model}, dataset {dataset}, parameters {json.dumps(params)}. "
+                        "Ctrl-C stops everything.")
+                return _watch(args, hub, queue, line, started)
+            except KeyboardInterrupt:
+                line.done()
+                say("Stopping: the Space's app gets SIGTERM and gives its hardware back.")
+                return 0
+            finally:
+                # Already stopping: a second Ctrl-C must not cut the cleanup short and orphan the app.
+                previous = _ignore_sigint()
+                # The app first (its worker releases paid hardware on SIGTERM), then the emulator.
+                hub.hub.spaces.supervisor.stop(SPACE, APP_STOP_GRACE_S)
                 bill = runtime_of(hub)
-                if bill["stage"] in ("RUNTIME_ERROR", "NO_APP_FILE", "BUILD_ERROR"):
-                    line.done()
-                    say(f"The Space did not start ({bill['stage']}); its log: "
-                        f"{hub.hub.spaces.log_path(SPACE)}")
-                    return 1
-                state = f"starting the Space's app ({bill['stage']} on {bill['current'] or '?'})"
-                line.show(f"[{time.monotonic() - started:5.0f}s] {state}", state)
-                time.sleep(0.3)
-            line.done()
-            say(f"\nThe scheduler's Space is up: {app_url}")
-            say(f"Space logs: {hub.hub.spaces.log_path(SPACE)}")
-            examples = TRANSFORMERS_EXAMPLES if recipe == "transformers" else NUMPY_EXAMPLES
-            if args.submit:
-                tasks = [Task.new(m, d, h, params=p, submitted_by=DEMO_USER) for m, d, h, p in
-                         (examples * (args.submit // len(examples) + 1))[: args.submit]]
-                queue.add_many(tasks)
-                say(f"Submitted {len(tasks)} example task(s) for {', '.join(sorted({t.hardware for t in tasks}))} "
-                    f"({recipe} recipe)")
-            if not args.until_idle:
-                model, dataset, _, params = examples[0]
-                say("Open it, sign in, submit a task and watch the Space switch to the GPU and back. "
-                    f"For example: model {model}, dataset {dataset}, parameters {json.dumps(params)}. "
-                    "Ctrl-C stops everything.")
-            return _watch(args, hub, queue, line, started)
-        except KeyboardInterrupt:
-            line.done()
-            say("Stopping: the Space's app gets SIGTERM and gives its hardware back.")
-            return 0
-        finally:
-            # The app first (its worker releases paid hardware on SIGTERM), then the emulator.
-            hub.hub.spaces.supervisor.stop(SPACE, 10.0)
-            bill = runtime_of(hub)
-            if bill["hardware_changes"] or args.until_idle:
-                counts = _counts(queue) if "queue" in locals() else {}
-                say(summary(bill, counts))
-                if counts:
-                    say("\n".join(task_lines(_tasks(queue))))
+                if bill["hardware_changes"] or args.until_idle:
+                    counts = _counts(queue) if "queue" in locals() else {}
+                    say(summary(bill, counts))
+                    if counts:
+                        say("\n".join(task_lines(_tasks(queue))))
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+
+
+def _ignore_sigint():
+    """Ignore Ctrl-C from here on; returns the previous handler (None off the main thread)."""
+    try:
+        return signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except ValueError:  # not the main thread: signals are not ours to change
+        return None
+
+
+def _tail(path: Path, lines: int = 20) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return f"(no log at {path})"
 
 
 def task_lines(tasks) -> list[str]:

@@ -5,14 +5,23 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import re
 import sys
+from collections import Counter
 from datetime import timedelta
 from pathlib import Path
+from typing import Any, Callable, TypeVar
 
 from .. import validation
-from ..errors import UserError, ValidationError
+from ..errors import SchedulerError, UserError, ValidationError
 from ..tasks import DEFAULT_HARDWARE, DEFAULT_MAX_ATTEMPTS, DEFAULT_TIMEOUT_S, Status, Task
-from .common import add_queue_options, open_queue
+from .common import add_queue_options, hub_endpoint, open_queue, wait_for_hub
+
+T = TypeVar("T")
+_PARAM_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
+# Python spellings that JSON would read as text: almost always a typo for true/false/null.
+_PYTHON_LITERALS = {"True": "true", "False": "false", "None": "null", "nan": None, "NaN": None, "inf": None,
+                    "Infinity": None, "-Infinity": None}
 
 TABLE_COLUMNS = ("id", "status", "model_id", "dataset_id", "hardware", "priority", "attempts", "submitted_at", "error")
 
@@ -63,35 +72,85 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=cmd_archive)
 
 
+def _hub(queue, fn: Callable[[], T], what: str) -> T:
+    """`fn` against the queue's store; on the Hub, bounded and with a spinner (see wait_for_hub)."""
+    endpoint = hub_endpoint(queue) if queue.store.describe().startswith("hf://") else None
+    return wait_for_hub(fn, what, endpoint)
+
+
 def cmd_init(args) -> int:
-    queue = open_queue(args)
-    created = queue.init()
+    queue = open_queue(args, create=True, short_deadlines=True)
+    created = _hub(queue, queue.init, "creating the queue")
     print(f"{'created' if created else 'already there'}: {queue.store.describe()}")
     return 0
 
 
+def parse_param(item: str) -> tuple[str, Any]:
+    """One `--param KEY=VALUE`: VALUE is JSON when it parses (3, 0.5, true, [1, 2], "text"), else text.
+
+    Stricter than JSON-or-text, because a wrong value here runs (and bills) a whole training:
+    an empty VALUE (most often an unset shell variable: `epochs=$EPOCHS`), a VALUE that starts
+    like JSON but does not parse, Python's True/False/None/nan, and odd keys are refused."""
+    key, sep, raw = item.partition("=")
+    if not sep:
+        raise ValidationError("params", f"--param {item!r} must look like key=value")
+    if not _PARAM_KEY.match(key):
+        raise ValidationError("params", f"--param {item!r}: the key must be a name like epochs or learning_rate")
+    if not raw.strip():
+        raise ValidationError("params", f"--param {item!r} has no value (an unset shell variable?); "
+                                        f"for an empty text write {key}='\"\"'")
+    stripped = raw.strip()
+    if stripped in _PYTHON_LITERALS:
+        json_word = _PYTHON_LITERALS[stripped]
+        hint = f"write {key}={json_word}" if json_word else "JSON has no NaN or infinity"
+        raise ValidationError("params", f"--param {item!r}: {stripped} is Python, not JSON ({hint})")
+    key, value = validation.parse_param_assignment(item)
+    if isinstance(value, str) and stripped[:1] in '[{"':
+        try:
+            json.loads(stripped)
+        except ValueError as exc:
+            raise ValidationError("params", f"--param {item!r}: the value starts like JSON but is not valid JSON "
+                                            f"({exc})") from None
+    return key, value
+
+
 def _params(args) -> dict:
     params = validation.params(args.params) if args.params else {}
+    given: dict[str, str] = {}
     for item in args.param:
-        key, value = validation.parse_param_assignment(item)
+        key, value = parse_param(item)
+        if key in given:
+            raise ValidationError("params", f"--param {key} is given twice ({given[key]!r} and {item!r})")
+        if key in params:
+            raise ValidationError("params", f"{key} is set both by --params and by --param {item!r}")
+        given[key] = item
         params[key] = value
     return validation.params(params)
 
 
 def cmd_add(args) -> int:
-    queue = open_queue(args)
     if args.from_csv:
         if args.model_id or args.dataset_id:
             raise UserError("give either MODEL DATASET or --from-csv FILE, not both")
         tasks = read_task_file(Path(args.from_csv))
-        stored = queue.add_many(tasks)
     else:
         if not args.model_id or not args.dataset_id:
             raise UserError("add needs MODEL_ID and DATASET_ID (or --from-csv FILE)")
-        stored = [queue.add(Task.new(
+        tasks = [Task.new(
             args.model_id, args.dataset_id, args.hardware, params=_params(args), priority=args.priority,
             max_attempts=args.max_attempts, timeout_s=args.timeout, id=args.id, submitted_by=args.submitted_by,
-        ))]
+        )]
+    # Validated before anything is opened: a mistake creates no folder and sends nothing.
+    queue = open_queue(args, create=True, short_deadlines=True)
+    try:
+        stored = _hub(queue, lambda: [queue.add(tasks[0])] if len(tasks) == 1 else queue.add_many(tasks),
+                      f"adding {len(tasks)} task(s)")
+    except SchedulerError as exc:
+        if len(tasks) > 1:
+            raise
+        # The ids are ours: re-running with the same one can never make a second task.
+        raise SchedulerError(f"{exc} (the task may or may not be stored: run the same command with "
+                             f"--id {tasks[0].id} to add it at most once)") from None
     for task in stored:
         print(json.dumps(task.to_dict(), ensure_ascii=False) if args.json else f"{task.id} {task.status.value} {task.model_id} {task.dataset_id} {task.hardware}")
     return 0
@@ -136,15 +195,17 @@ def read_task_file(path: Path) -> list[Task]:
 
 
 def cmd_list(args) -> int:
-    queue = open_queue(args)
-    tasks = queue.list(args.status) if args.status else queue.list()
+    queue = open_queue(args, read_only=True, short_deadlines=True)
+    every = _hub(queue, queue.list, "reading the queue")
+    wanted = set(args.status or ())
+    tasks = [t for t in every if not wanted or t.status.value in wanted]
     if args.json:
         for task in tasks:
             print(json.dumps(task.to_dict(), ensure_ascii=False))
         return 0
     print_table([{k: _short(task.to_dict()[k]) for k in TABLE_COLUMNS} for task in tasks], TABLE_COLUMNS)
-    counts = queue.counts()
-    print(", ".join(f"{n} {s.lower()}" for s, n in counts.items() if n) or "no tasks")
+    counts = Counter(t.status.value for t in every)
+    print(", ".join(f"{counts[s.value]} {s.value.lower()}" for s in Status if counts[s.value]) or "no tasks")
     return 0
 
 
@@ -162,24 +223,31 @@ def print_table(rows: list[dict], columns, out=None) -> None:
 
 
 def cmd_show(args) -> int:
-    task = open_queue(args).get(validation.task_id(args.task_id, "task_id"))
+    task_id = validation.task_id(args.task_id, "task_id")
+    queue = open_queue(args, read_only=True, short_deadlines=True)
+    task = _hub(queue, lambda: queue.get(task_id), "reading the queue")
     print(json.dumps(task.to_dict(), ensure_ascii=False, indent=2))
     return 0
 
 
 def cmd_cancel(args) -> int:
-    task = open_queue(args).cancel(validation.task_id(args.task_id, "task_id"), args.reason)
+    task_id = validation.task_id(args.task_id, "task_id")
+    queue = open_queue(args, short_deadlines=True)
+    task = _hub(queue, lambda: queue.cancel(task_id, args.reason), f"cancelling {task_id}")
     print(f"{task.id} {task.status.value}")
     return 0
 
 
 def cmd_requeue(args) -> int:
-    task = open_queue(args).requeue(validation.task_id(args.task_id, "task_id"))
+    task_id = validation.task_id(args.task_id, "task_id")
+    queue = open_queue(args, short_deadlines=True)
+    task = _hub(queue, lambda: queue.requeue(task_id), f"requeueing {task_id}")
     print(f"{task.id} {task.status.value}")
     return 0
 
 
 def cmd_archive(args) -> int:
-    moved = open_queue(args).archive(timedelta(days=args.older_than_days))
+    queue = open_queue(args, short_deadlines=True)
+    moved = _hub(queue, lambda: queue.archive(timedelta(days=args.older_than_days)), "archiving finished tasks")
     print(f"archived {moved} finished task(s)")
     return 0
