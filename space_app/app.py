@@ -123,7 +123,9 @@ class SchedulerApp:
             # Not at once: waking may switch hardware, and the switch restarts this process; the
             # caller's answer must be out first.
             threading.Timer(WAKE_DELAY_S, self.worker.wake).start()
-        return stored.id, stored == task
+        # The queue hands back our own Task object only when this call appended it; a retry gets
+        # the stored row (the first submit won).
+        return stored.id, stored is task
 
     def change(self, user: str | None, task_id: str, verb: str, reason: str = ""):
         self._require_change(user, f"{verb} tasks")
