@@ -29,10 +29,10 @@ ALL = "ALL"
 STATUS_CHOICES = [ALL, *(s.value for s in Status)]
 # The queue table: (header, width, Gradio datatype). One word per header and widths that fit every
 # header on one line from 1280 to 1920 px (checked in tests/app/test_table_in_browser.py).
-TABLE_COLUMNS = (("id", "18%", "str"), ("status", "9%", "html"), ("model", "14%", "str"),
-                 ("dataset", "12%", "str"), ("hardware", "9%", "str"), ("by", "6%", "str"),
-                 ("attempts", "7%", "str"), ("duration", "7%", "str"), ("cost", "6%", "str"),
-                 ("error", "12%", "str"))
+TABLE_COLUMNS = (("id", "18%", "str"), ("status", "8.5%", "html"), ("model", "14%", "str"),
+                 ("dataset", "12.5%", "str"), ("hardware", "8.5%", "str"), ("by", "5.5%", "str"),
+                 ("attempts", "7%", "str"), ("duration", "7%", "str"), ("cost", "6.5%", "str"),
+                 ("error", "12.5%", "str"))
 TABLE_HEADERS = [name for name, _, _ in TABLE_COLUMNS]
 TABLE_WIDTHS = [width for _, width, _ in TABLE_COLUMNS]
 TABLE_DATATYPES = [kind for _, _, kind in TABLE_COLUMNS]

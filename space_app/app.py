@@ -55,8 +55,8 @@ CSS = """
 /* The queue table: headers on one line (never "statu s"), data wrapped between words. */
 #queue-table th, #queue-table th * { white-space: nowrap !important; word-break: keep-all !important;
   overflow-wrap: normal !important; }
-#queue-table td { font-size: 0.85em; }
-#queue-table td, #queue-table td * { word-break: normal; overflow-wrap: anywhere; }
+#queue-table .body-cell, #queue-table .body-cell * { font-size: 12.5px; word-break: normal;
+  overflow-wrap: anywhere; }
 .status-label { display: inline-block; border-radius: 999px; padding: 0 0.6em; font-weight: 600;
   font-size: 0.85em; white-space: nowrap; word-break: keep-all; overflow-wrap: normal; }
 .status-pending { background: #fef3c7; color: #92400e; }

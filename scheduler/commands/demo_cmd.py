@@ -169,7 +169,7 @@ def setup(hub_url: str, port: int, recipe: str = "numpy", hub_data: str | Path =
     # the demo's folder, which a run without --data removes at the end.
     data = Path(hub_data)
     app_env = {"SYSTEM": "emulator", "SCHEDULER_MOCK_LOGIN": "1", "HF_HOME": str(data / "space-hf-home"),
-               "SCHEDULER_WORK_DIR": str(data / "space-work")}
+               "SCHEDULER_WORK_DIR": str(data / "space-work"), "GRADIO_TEMP_DIR": str(data / "space-gradio")}
     if recipe == "transformers":
         from ..recipes.tiny import seed_demo_repos
 

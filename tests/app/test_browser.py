@@ -14,21 +14,12 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
-
 import pytest
 
+from .browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, DEMO_TOKEN, require_chromium
 from .conftest import ROOT
 
-CHROMIUM = "/usr/bin/chromium"
-ARTIFACTS = ROOT / "test-artifacts"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-DEMO_TOKEN = "hf_demo_local_emulator_token"
-
-if not Path(CHROMIUM).exists() and not os.environ.get("CI"):
-    pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium); CI installs it and fails without it",
-                allow_module_level=True)
+require_chromium()
 
 
 @pytest.fixture
