@@ -370,7 +370,8 @@ def task_log(task: Task | None, work_dir: str | os.PathLike | None, lines: int =
 def task_record(task: Task) -> dict:
     """A task as the API returns it: JSON-friendly, redacted."""
     record = task.to_dict()
-    record["error"] = redact(record.get("error") or "")
+    for name in ("error", "log"):
+        record[name] = redact(record.get(name) or "")
     return record
 
 
