@@ -182,7 +182,7 @@ def setup(hub_url: str, port: int, recipe: str = "numpy", hub_data: str | Path =
     # The webhook goes to the app's local port, where the supervisor is about to start it.
     deploy(DeployConfig(space_id=SPACE, queue_repo=QUEUE_REPO, token=DEMO_TOKEN, endpoint=hub_url,
                         webhook_url=f"http://127.0.0.1:{port}/webhooks/queue"),
-           say=lambda line: _say_deploy(line))
+           say=_say_deploy)
     # A demo wants to see the Space react within a second, not at the production poll of 15 s.
     api.add_space_variable(SPACE, "SCHEDULER_WORKER_ARGS", "--poll 1 --lease 120")
     api.add_space_variable(SPACE, "SCHEDULER_REFRESH_S", "1")
@@ -250,69 +250,64 @@ def _run(args, data: Path, recipe: str) -> int:
     app_url = f"http://127.0.0.1:{port}/"
     line = StatusLine()
     started = time.monotonic()
-    previous = None
-    try:
-        with start_emulator(data, boot_delay=args.boot_delay, stop_grace=APP_STOP_GRACE_S) as hub:
-            try:
-                kept = "kept" if args.data else "removed at exit"
-                say(f"Hub emulator: billing at {hub.url}/_emulator/spaces/{SPACE}/billing (data in {data}, {kept})")
-                if recipe == "numpy" and args.recipe == "auto":
-                    say(f"Example tasks use the numpy example: the transformers recipe needs "
-                        f"{', '.join(missing_training_stack())} (pip install 'space-scheduler[train]').")
-                setup(hub.url, port, recipe, data)
-                queue = TaskQueue.open(f"hf://datasets/{QUEUE_REPO}", token=DEMO_TOKEN, endpoint=hub.url)
-                while not (app_answers(app_url) and runtime_of(hub)["stage"] == "RUNNING"):
-                    bill = runtime_of(hub)
-                    if bill["stage"] in ("RUNTIME_ERROR", "NO_APP_FILE", "BUILD_ERROR"):
-                        line.done()
-                        say(f"The Space did not start ({bill['stage']}); its log:\n"
-                            + _tail(hub.hub.spaces.log_path(SPACE)))
-                        return 1
-                    state = f"starting the Space's app ({bill['stage']} on {bill['current'] or '?'})"
-                    line.show(f"[{time.monotonic() - started:5.0f}s] {state}", state)
-                    time.sleep(0.3)
-                line.done()
-                say(f"\nThe scheduler's Space is up: {app_url}")
-                say(f"Space logs: {hub.hub.spaces.log_path(SPACE)}")
-                examples = TRANSFORMERS_EXAMPLES if recipe == "transformers" else NUMPY_EXAMPLES
-                if args.submit:
-                    tasks = [Task.new(m, d, h, params=p, submitted_by=DEMO_USER) for m, d, h, p in
-                             (examples * (args.submit // len(examples) + 1))[: args.submit]]
-                    queue.add_many(tasks)
-                    say(f"Submitted {len(tasks)} example task(s) for {', '.join(sorted({t.hardware for t in tasks}))} "
-                        f"({recipe} recipe)")
-                if not args.until_idle:
-                    model, dataset, _, params = examples[0]
-                    say("Open it, sign in, submit a task and watch the Space switch to the GPU and back. "
-                        f"For example: model {model}, dataset {dataset}, parameters {json.dumps(params)}. "
-                        "Ctrl-C stops everything.")
-                return _watch(args, hub, queue, line, started)
-            except KeyboardInterrupt:
-                line.done()
-                say("Stopping: the Space's app gets SIGTERM and gives its hardware back.")
-                return 0
-            finally:
-                # Already stopping: a second Ctrl-C must not cut the cleanup short and orphan the app.
-                previous = _ignore_sigint()
-                # The app first (its worker releases paid hardware on SIGTERM), then the emulator.
-                hub.hub.spaces.supervisor.stop(SPACE, APP_STOP_GRACE_S)
+    with start_emulator(data, boot_delay=args.boot_delay, stop_grace=APP_STOP_GRACE_S) as hub:
+        try:
+            kept = "kept" if args.data else "removed at exit"
+            say(f"Hub emulator: billing at {hub.url}/_emulator/spaces/{SPACE}/billing (data in {data}, {kept})")
+            if recipe == "numpy" and args.recipe == "auto":
+                say(f"Example tasks use the numpy example: the transformers recipe needs "
+                    f"{', '.join(missing_training_stack())} (pip install 'space-scheduler[train]').")
+            setup(hub.url, port, recipe, data)
+            queue = TaskQueue.open(f"hf://datasets/{QUEUE_REPO}", token=DEMO_TOKEN, endpoint=hub.url)
+            while not (app_answers(app_url) and runtime_of(hub)["stage"] == "RUNNING"):
                 bill = runtime_of(hub)
-                if bill["hardware_changes"] or args.until_idle:
-                    counts = _counts(queue) if "queue" in locals() else {}
-                    say(summary(bill, counts))
-                    if counts:
-                        say("\n".join(task_lines(_tasks(queue))))
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGINT, previous)
+                if bill["stage"] in ("RUNTIME_ERROR", "NO_APP_FILE", "BUILD_ERROR"):
+                    line.done()
+                    say(f"The Space did not start ({bill['stage']}); its log:\n"
+                        + _tail(hub.hub.spaces.log_path(SPACE)))
+                    return 1
+                state = f"starting the Space's app ({bill['stage']} on {bill['current'] or '?'})"
+                line.show(f"[{time.monotonic() - started:5.0f}s] {state}", state)
+                time.sleep(0.3)
+            line.done()
+            say(f"\nThe scheduler's Space is up: {app_url}")
+            say(f"Space logs: {hub.hub.spaces.log_path(SPACE)}")
+            examples = TRANSFORMERS_EXAMPLES if recipe == "transformers" else NUMPY_EXAMPLES
+            if args.submit:
+                tasks = [Task.new(m, d, h, params=p, submitted_by=DEMO_USER) for m, d, h, p in
+                         (examples * (args.submit // len(examples) + 1))[: args.submit]]
+                queue.add_many(tasks)
+                say(f"Submitted {len(tasks)} example task(s) for {', '.join(sorted({t.hardware for t in tasks}))} "
+                    f"({recipe} recipe)")
+            if not args.until_idle:
+                model, dataset, _, params = examples[0]
+                say("Open it, sign in, submit a task and watch the Space switch to the GPU and back. "
+                    f"For example: model {model}, dataset {dataset}, parameters {json.dumps(params)}. "
+                    "Ctrl-C stops everything.")
+            return _watch(args, hub, queue, line, started)
+        except KeyboardInterrupt:
+            line.done()
+            say("Stopping: the Space's app gets SIGTERM and gives its hardware back.")
+            return 0
+        finally:
+            # Already stopping: a second Ctrl-C must not cut the cleanup short and orphan the app.
+            _ignore_sigint()
+            # The app first (its worker releases paid hardware on SIGTERM), then the emulator.
+            hub.hub.spaces.supervisor.stop(SPACE, APP_STOP_GRACE_S)
+            bill = runtime_of(hub)
+            if bill["hardware_changes"] or args.until_idle:
+                counts = _counts(queue) if "queue" in locals() else {}
+                say(summary(bill, counts))
+                if counts:
+                    say("\n".join(task_lines(_tasks(queue))))
 
 
-def _ignore_sigint():
-    """Ignore Ctrl-C from here on; returns the previous handler (None off the main thread)."""
+def _ignore_sigint() -> None:
+    """Ignore Ctrl-C from here on: the demo only cleans up and exits."""
     try:
-        return signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
     except ValueError:  # not the main thread: signals are not ours to change
-        return None
+        pass
 
 
 def _tail(path: Path, lines: int = 20) -> str:

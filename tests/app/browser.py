@@ -15,6 +15,16 @@ ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 DEMO_TOKEN = "hf_demo_local_emulator_token"
+SAVED: list[Path] = []  # screenshots taken in this session, listed at its end (conftest.py)
+
+
+def screenshot(page, name: str) -> Path:
+    """A full-page screenshot saved as test-artifacts/NAME."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = ARTIFACTS / name
+    page.screenshot(path=str(path), full_page=True)
+    SAVED.append(path)
+    return path
 
 
 def require_chromium() -> None:

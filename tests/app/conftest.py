@@ -64,3 +64,12 @@ def start_app(tmp_path):
     yield start
     for handle in running:
         handle.close()
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Where the browser tests' screenshots are, when some were taken."""
+    from .browser import ARTIFACTS, SAVED
+
+    if SAVED:
+        terminalreporter.write_line(f"{len(SAVED)} screenshot(s) in {ARTIFACTS}: "
+                                    + ", ".join(sorted({p.name for p in SAVED})))

@@ -16,7 +16,7 @@ import threading
 import time
 import pytest
 
-from .browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, DEMO_TOKEN, require_chromium
+from .browser import CHROMIUM, CHROMIUM_ARGS, DEMO_TOKEN, require_chromium, screenshot
 from .conftest import ROOT
 
 require_chromium()
@@ -62,7 +62,6 @@ def demo(tmp_path):
 def page(tmp_path):
     from playwright.sync_api import sync_playwright
 
-    ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as pw:
         context = pw.chromium.launch_persistent_context(
             str(tmp_path / "chromium-profile"), executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS,
@@ -116,11 +115,11 @@ def wait_for_row(page, task_id: str, status: str, timeout: float, shot: str | No
                     was_down = True
                 quiet_since = time.monotonic()
         if time.monotonic() > deadline:
-            page.screenshot(path=str(ARTIFACTS / "app-failed.png"), full_page=True)
+            screenshot(page, "app-failed.png")
             pytest.fail(f"{task_id} never showed {status}; last row: {text!r}")
         page.wait_for_timeout(200)
     if shot:
-        page.screenshot(path=str(ARTIFACTS / shot), full_page=True)
+        screenshot(page, shot)
 
 
 def test_a_task_submitted_in_the_browser_goes_pending_running_done_with_progress(demo, page):
@@ -138,7 +137,7 @@ def test_a_task_submitted_in_the_browser_goes_pending_running_done_with_progress
     error.get_by_text("Model id").wait_for(timeout=60_000)
     assert "must be OWNER/NAME" in error.inner_text()
     assert "Not submitted" in page.locator("#submit-result").inner_text()
-    page.screenshot(path=str(ARTIFACTS / "app-invalid-input.png"), full_page=True)
+    screenshot(page, "app-invalid-input.png")
 
     page.locator("#field-model_id textarea, #field-model_id input").first.fill("demo/tiny-classifier")
     # batch_size 1 makes the example callback take a few seconds, long enough to watch it run.
@@ -161,7 +160,7 @@ def test_a_task_submitted_in_the_browser_goes_pending_running_done_with_progress
             pytest.fail(f"no progress shown while {task_id} ran; progress: {label!r}")
         page.wait_for_timeout(200)
     assert "epoch" in page.locator("#log textarea").input_value()
-    page.screenshot(path=str(ARTIFACTS / "app-2-running.png"), full_page=True)
+    screenshot(page, "app-2-running.png")
     wait_for_row(page, task_id, "DONE", 180, "app-3-done.png")
     assert "t4-small" in row_of(page, task_id) and "demo" in row_of(page, task_id)
     assert DEMO_TOKEN not in page.content()

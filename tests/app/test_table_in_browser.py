@@ -1,9 +1,9 @@
 """The queue table, the task detail and the submit form in headless Chromium, on the app served in
 this process with a queue of tasks in every state.
 
-Screenshots at 1280 and 1920 px go to test-artifacts/ (the path is printed); the same pages are
-checked in the DOM: every header on one line, the table as wide as its box (no sideways scroll),
-status as coloured labels, the error shortened in the table and whole in the detail.
+Screenshots at 1280, 1400 and 1920 px go to test-artifacts/ (listed at the end of the run); the
+pages are checked in the DOM: every header on one line, the table as wide as its box (no sideways
+scroll), status as coloured labels, the error shortened in the table and whole in the detail.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from scheduler.dashboard import TABLE_HEADERS
 from scheduler.queue import TaskQueue
 from scheduler.tasks import Status, Task, utcnow
 
-from .browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, require_chromium
+from .browser import CHROMIUM, CHROMIUM_ARGS, require_chromium, screenshot
 
 require_chromium()
 
@@ -54,8 +54,6 @@ def seeded(tmp_path) -> dict[str, Task]:
 def browser():
     from playwright.sync_api import sync_playwright
 
-    ARTIFACTS.mkdir(exist_ok=True)
-    print(f"screenshots: {ARTIFACTS}")
     with sync_playwright() as pw:
         chromium = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         try:
@@ -98,7 +96,7 @@ def test_the_queue_table_fits_with_headers_on_one_line_and_statuses_as_coloured_
     tasks = seeded(tmp_path)
     running = start_app()
     page = open_page(browser, running.url, width, tasks)
-    page.screenshot(path=str(ARTIFACTS / f"queue-table-{width}.png"), full_page=True)
+    screenshot(page, f"queue-table-{width}.png")
     layout = page.evaluate(HEADER_LAYOUT)
     assert [h["text"] for h in layout["headers"]] == TABLE_HEADERS
     broken = [h for h in layout["headers"] if h["lines"] != 1]
@@ -130,14 +128,14 @@ def test_selecting_a_task_shows_its_reason_history_cost_and_log(start_app, tmp_p
         assert text in detail, text
     log = page.locator("#task-log textarea")
     assert "RepositoryNotFoundError: 404" in log.input_value()
-    page.screenshot(path=str(ARTIFACTS / "task-detail-failed.png"), full_page=True)
+    screenshot(page, "task-detail-failed.png")
 
     select(tasks["done"])
     assert "Done in 3m12s on t4-small." in page.locator("#task-detail").inner_text()
     assert '"repo_id": "demo/tiny-ft"' in page.locator("#task-detail").inner_text()
     page.wait_for_function("() => document.querySelector('#task-log textarea').value.includes('epoch 2 loss 0.31')")
     assert "stored with the outcome" in page.locator("#task-log").inner_text()
-    page.screenshot(path=str(ARTIFACTS / "task-detail-done.png"), full_page=True)
+    screenshot(page, "task-detail-done.png")
 
     select(tasks["running"])
     assert "The previous attempt failed: CUDA out of memory." in page.locator("#task-detail").inner_text()
