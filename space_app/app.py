@@ -5,11 +5,14 @@ page is open); this file only wires the library (`scheduler.dashboard`, `schedul
 Gradio components. On a Space the `scheduler` package sits next to this file (uploaded with it);
 locally it is the installed one.
 
-    python app.py [--auth user:password] [--port 7860]
+    python app.py [--auth user:password] [--host 127.0.0.1] [--port 7860]
+
+Who may sign in, and on which addresses an open form may be served: scheduler/access.py
+(SCHEDULER_AUTH, SCHEDULER_MOCK_LOGIN, the Space's OAUTH_* variables).
 
 Settings: SCHEDULER_QUEUE, SCHEDULER_CALLBACK, SCHEDULER_ALLOWED_USERS, SCHEDULER_PUBLIC_QUEUE,
-SCHEDULER_AUTH, SCHEDULER_MOCK_LOGIN, SCHEDULER_WORKER (off: no worker), SCHEDULER_WORKER_ARGS (extra
-`worker` flags), SPACE_ID, HF_TOKEN, HF_ENDPOINT. Who may sign in and how: scheduler/access.py.
+SCHEDULER_AUTH, SCHEDULER_WORKER (off: no worker), SCHEDULER_WORKER_ARGS (extra `worker` flags),
+SPACE_ID, HF_TOKEN, HF_ENDPOINT.
 """
 
 import argparse
