@@ -156,10 +156,11 @@ def new_task(*, model_id: str, dataset_id: str, hardware: str | None, params: An
 class CachedQueue:
     """The queue's tasks as every open page and API client reads them, with one read at a time.
 
-    A page's timer gets a copy at most `ttl_s` old (or the last one while a fresher read is under
-    way); `fresh=True` (the API) waits for a read that started after the call, so a client sees
-    its own changes. No lock is ever held across a read: `invalidate()` after a write returns at
-    once, however many readers wait on a slow Hub (a submit's answer never queues behind them)."""
+    A page's timer gets a copy at most `ttl_s` old, or the last one while a fresher read is under
+    way, but never one older than the last `invalidate()` (a write made here shows at once);
+    `fresh=True` (the API) waits for a read that started after the call, so a client sees its own
+    changes. No lock is ever held across a read: `invalidate()` after a write returns at once,
+    however many readers wait on a slow Hub (a submit's answer never queues behind them)."""
 
     def __init__(self, queue, ttl_s: float = 1.0, clock=time.monotonic):
         self.queue = queue
@@ -171,7 +172,6 @@ class CachedQueue:
         self._copy_started = float("-inf")
         self._copy_generation = -1
         self._reading = False
-        self.reads = 0
 
     def tasks(self, fresh: bool = False) -> list[Task]:
         with self._cond:
@@ -181,8 +181,8 @@ class CachedQueue:
                     return list(self._copy)
                 if not self._reading:
                     break
-                if not fresh and self._copy is not None:
-                    return list(self._copy)  # a fresher read is on its way; this one will do for a page
+                if not fresh and self._copy is not None and self._copy_generation >= generation:
+                    return list(self._copy)  # only older than ttl_s: it will do for a page meanwhile
                 self._cond.wait()
             self._reading = True
             started, generation = self._clock(), self._generation
@@ -194,11 +194,15 @@ class CachedQueue:
                 self._cond.notify_all()
             raise
         with self._cond:
-            self.reads += 1
             self._copy, self._copy_started, self._copy_generation = tasks, started, generation
             self._reading = False
             self._cond.notify_all()
         return list(tasks)
+
+    def last_copy(self) -> list[Task]:
+        """The tasks of the last read, whatever its age ([] before the first); never reads."""
+        with self._cond:
+            return list(self._copy or [])
 
     def _usable(self, called: float, generation: int, fresh: bool) -> bool:
         if self._copy is None or self._copy_generation < generation:

@@ -31,7 +31,7 @@ from scheduler.errors import InvalidTransition, TaskNotFound, UserError, Validat
 from scheduler.hub import describe  # noqa: E402
 from scheduler.queue import TaskQueue  # noqa: E402
 from scheduler.redact import redact, register_secret  # noqa: E402
-from scheduler.tasks import new_task_id  # noqa: E402
+from scheduler.tasks import Task, new_task_id  # noqa: E402
 
 APP_DIR = Path(__file__).resolve().parent
 WAKE_DELAY_S = 2.0
@@ -112,9 +112,9 @@ class SchedulerApp:
 
     # ---------------------------------------------------------------- actions (shared by API and UI)
 
-    def submit(self, user: str | None, task_id: str | None = None, **form) -> tuple[str, bool]:
-        """Add the form's task; returns (its id, whether this call created it). `task_id` is the
-        client's key: a retried submit with the same one (a lost answer, a reload during the
+    def submit(self, user: str | None, task_id: str | None = None, **form) -> tuple[Task, bool]:
+        """Add the form's task; returns (the stored task, whether this call created it). `task_id`
+        is the client's key: a retried submit with the same one (a lost answer, a reload during the
         Space's restart, a double click) returns the first task and adds nothing."""
         self._require_change(user, "submit tasks")
         task = dash.new_task(submitted_by=user, task_id=task_id, **form)
@@ -128,7 +128,7 @@ class SchedulerApp:
             threading.Timer(WAKE_DELAY_S, self.worker.wake).start()
         # The queue hands back our own Task object only when this call appended it; a retry gets
         # the stored row (the first submit won).
-        return stored.id, stored is task
+        return stored, stored is task
 
     def change(self, user: str | None, task_id: str, verb: str, reason: str = ""):
         self._require_change(user, f"{verb} tasks")
@@ -155,15 +155,22 @@ class SchedulerApp:
 
     # ---------------------------------------------------------------- the page
 
-    def refresh(self, status_filter: str, user: str | None, selected: str | None = None):
+    def refresh(self, status_filter: str, user: str | None, selected: str | None = None, fresh: bool = False,
+                added: Task | None = None):
         """What the page's timer shows: (table rows, runtime, progress, running log, cost totals,
-        GPU plot, cost rows, selected task's detail, its log)."""
+        GPU plot, cost rows, selected task's detail, its log). `fresh` after the user's own change:
+        from a read that sees it (a timer tick may show the copy a read under way replaces).
+        `added`: the task this user just submitted, shown in the last copy without reading again
+        (the form's answer must not wait for the Hub)."""
         summary = self.status()
         if not self.access.can_read(user):
             hidden = self.access.refusal(user, "see the queue")
             return ([], dash.runtime_markdown(summary), dash.progress_html(0.0, hidden), "", hidden,
                     dash.gpu_hours_per_day([]), [], dash.task_detail_html(None), "")
-        tasks = self.cached.tasks()
+        if added is None:
+            tasks = self.cached.tasks(fresh=fresh)
+        else:
+            tasks = [t for t in self.cached.last_copy() if t.id != added.id] + [added]
         fraction, label, log = dash.running_view(summary["running_task"], self.work_dir)
         costs = dash.cost_summary(tasks)
         totals = (f"**GPU time** {dash.format_seconds(costs['gpu_seconds']) or '0s'} · "
@@ -256,6 +263,9 @@ class SchedulerApp:
             def on_refresh(status_value, selected_id, request: gr.Request, profile: gr.OAuthProfile | None):
                 return self.refresh(status_value, self.user(request, profile), selected_id)
 
+            def on_own_change(status_value, selected_id, request: gr.Request, profile: gr.OAuthProfile | None):
+                return self.refresh(status_value, self.user(request, profile), selected_id, fresh=True)
+
             def on_load(status_value, selected_id, request: gr.Request, profile: gr.OAuthProfile | None):
                 user = self.user(request, profile)
                 if user is None:
@@ -266,13 +276,14 @@ class SchedulerApp:
                     who = f"Signed in as **{user}** (not on the allow-list: read only)."
                 return (who, new_task_id(), *self.refresh(status_value, user, selected_id))
 
-            def on_submit(key, model_id, dataset_id, hardware, params, priority, max_attempts, timeout_s,
-                          request: gr.Request, profile: gr.OAuthProfile | None):
+            def on_submit(status_value, key, model_id, dataset_id, hardware, params, priority, max_attempts,
+                          timeout_s, request: gr.Request, profile: gr.OAuthProfile | None):
                 form = dict(model_id=model_id, dataset_id=dataset_id, hardware=hardware, params=params,
                             priority=priority, max_attempts=max_attempts, timeout_s=timeout_s)
                 hide = {errors[name]: gr.update(value="", visible=False) for name in errors}
+                user = self.user(request, profile)
                 try:
-                    task_id, created = self.submit(self.user(request, profile), task_id=key or None, **form)
+                    task, created = self.submit(user, task_id=key or None, **form)
                 except ValidationError as exc:
                     box = errors.get(exc.field, errors["params"])
                     hide[box] = gr.update(value=f"{FIELD_LABELS.get(exc.field, exc.field)}: {exc.message}",
@@ -280,9 +291,13 @@ class SchedulerApp:
                     return {**hide, submitted: f"Not submitted: **{exc.field}** {exc.message}"}
                 except gr.Error as exc:
                     return {**hide, submitted: f"Not submitted: {exc.message}"}
-                said = (f"Submitted task `{task_id}`" if created else
-                        f"Already submitted as task `{task_id}`: this form was sent twice, one task was made")
-                return {**hide, submitted: said, selected: task_id, submit_key: new_task_id()}
+                said = (f"Submitted task `{task.id}`" if created else
+                        f"Already submitted as task `{task.id}`: this form was sent twice, one task was made")
+                # The table shows the task with the answer (the Space may restart onto its GPU
+                # before the page's next refresh), from the last copy: no read waits for the Hub.
+                rows = self.refresh(status_value, user, task.id, added=task)
+                return {**hide, submitted: said, selected: task.id, submit_key: new_task_id(),
+                        **dict(zip(views, rows))}
 
             def on_change(verb):
                 def handler(task_id, status_value, request: gr.Request, profile: gr.OAuthProfile | None):
@@ -292,7 +307,7 @@ class SchedulerApp:
                         message = f"Task `{task.id}` is now {task.status.value}."
                     except gr.Error as exc:
                         message = f"Not done: {exc.message}"
-                    return (message, *self.refresh(status_value, user, task_id))
+                    return (message, *self.refresh(status_value, user, task_id, fresh=True))
                 return handler
 
             def on_select(evt: gr.SelectData):
@@ -304,10 +319,10 @@ class SchedulerApp:
             blocks.load(on_load, watched, [whoami, submit_key, *views], **private)
             gr.Timer(self.settings.refresh_s).tick(on_refresh, watched, views, show_progress="hidden", **private)
             status_filter.change(on_refresh, watched, views, **private)
-            # The answer goes out as soon as the task is stored; the table follows in a second call.
-            submit_btn.click(on_submit, [submit_key, *inputs.values()],
-                             [*errors.values(), submitted, selected, submit_key], **private
-                             ).then(on_refresh, watched, views, show_progress="hidden", **private)
+            # The answer goes out as soon as the task is stored; a fresh read follows in a second call.
+            submit_btn.click(on_submit, [status_filter, submit_key, *inputs.values()],
+                             [*errors.values(), submitted, selected, submit_key, *views], **private
+                             ).then(on_own_change, watched, views, show_progress="hidden", **private)
             cancel_btn.click(on_change("cancel"), [selected, status_filter], [action_md, *views], **private)
             requeue_btn.click(on_change("requeue"), [selected, status_filter], [action_md, *views], **private)
             table.select(on_select, None, selected, **private)
@@ -327,12 +342,12 @@ class SchedulerApp:
             `task_id` (optional, 1-64 letters, digits, '-' or '_'): your key for this submission. Send the
             same one again after a timeout or an error and no second task is made ("created" is false)."""
             try:
-                new_id, created = app.submit(app.user(request, profile), task_id=task_id or None, model_id=model_id,
-                                             dataset_id=dataset_id, hardware=hardware, params=params,
-                                             priority=priority, max_attempts=max_attempts, timeout_s=timeout_s)
+                task, created = app.submit(app.user(request, profile), task_id=task_id or None, model_id=model_id,
+                                           dataset_id=dataset_id, hardware=hardware, params=params,
+                                           priority=priority, max_attempts=max_attempts, timeout_s=timeout_s)
             except ValidationError as exc:
                 raise gr.Error(f"{exc.field}: {exc.message}") from None
-            return {"task_id": new_id, "created": created}
+            return {"task_id": task.id, "created": created}
 
         def tasks(status: str = "ALL", request: gr.Request = None, profile: gr.OAuthProfile | None = None) -> list:
             """Every task (newest first), optionally only those with one status."""

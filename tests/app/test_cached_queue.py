@@ -75,22 +75,34 @@ def test_concurrent_fresh_readers_share_reads_and_each_sees_writes_made_before_i
     assert all([t.id for t in result] == ["T1"] for result in later_results)
 
 
-def test_a_page_gets_the_last_copy_while_a_fresher_read_is_under_way(queue):
+def test_a_page_gets_the_last_copy_while_a_fresher_read_is_under_way_unless_a_write_made_it_stale(queue):
     queue.add(Task.new("a/b", "c/d", id="OLD"))
     gated = GatedReads(queue)
     gated.gate.set()
-    cached = CachedQueue(gated, ttl_s=60)
+    now = [0.0]
+    cached = CachedQueue(gated, ttl_s=1.0, clock=lambda: now[0])
+    assert cached.last_copy() == [] and gated.calls == 0  # never reads
     assert [t.id for t in cached.tasks()] == ["OLD"]
     gated.gate.clear()
-    queue.add(Task.new("a/b", "c/d", id="NEW"))
-    cached.invalidate()
+    queue.add(Task.new("a/b", "c/d", id="OTHER"))  # by another client: this app does not know
+    now[0] = 5.0  # the copy is past its ttl
     threads, _ = readers(cached, 1, fresh=False)
-    assert gated.inside.acquire(timeout=10)
-    assert gated.inside.acquire(timeout=10)  # the first read, then this one
-    assert [t.id for t in cached.tasks()] == ["OLD"]  # no wait: the page refreshes again in a second
+    assert gated.inside.acquire(timeout=10) and gated.inside.acquire(timeout=10)  # the first read, then this one
+    assert [t.id for t in cached.tasks()] == ["OLD"] == [t.id for t in cached.last_copy()]  # no wait
     gated.gate.set()
     threads[0].join(10)
-    assert [t.id for t in cached.tasks()] == ["OLD", "NEW"]
+    assert [t.id for t in cached.tasks()] == ["OLD", "OTHER"]
+
+    gated.gate.clear()
+    queue.add(Task.new("a/b", "c/d", id="MINE"))  # through this app: its write is invalidated
+    cached.invalidate()
+    page_threads, page_results = readers(cached, 2, fresh=False)
+    assert gated.inside.acquire(timeout=10)
+    assert all(t.is_alive() for t in page_threads)  # they wait for the read that sees it
+    gated.gate.set()
+    for thread in page_threads:
+        thread.join(10)
+    assert all([t.id for t in result] == ["OLD", "OTHER", "MINE"] for result in page_results)
 
 
 def test_a_failed_read_reaches_its_caller_and_the_next_caller_reads_again(queue):

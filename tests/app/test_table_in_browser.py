@@ -154,6 +154,7 @@ def test_the_form_sent_again_with_its_key_makes_no_second_task(start_app, browse
     page.locator("#submit-result").get_by_text("Submitted task").wait_for(timeout=60_000)
     task_id = re.search(r"Submitted task (\w+)", page.locator("#submit-result").inner_text()).group(1)
     assert task_id == first_key
+    page.locator("#queue-table [role=row]", has_text=task_id).get_by_text("PENDING").wait_for(timeout=30_000)
     page.wait_for_function(f"() => document.querySelector('#submit-key textarea, #submit-key input').value "
                            f"!= '{first_key}'")  # a new key for the next form
     # The browser sends the same form again (its answer was lost while the Space restarted).
