@@ -91,15 +91,15 @@ def resolve_queue(text: str) -> str:
                     f"(or hf://datasets/OWNER/NAME) for a Hub dataset")
 
 
-def open_queue(args: argparse.Namespace, *, create: bool = False, read_only: bool = False,
+def open_queue(args: argparse.Namespace, *, must_exist: bool = False, read_only: bool = False,
                short_deadlines: bool = False):
     """The TaskQueue named by `args.queue` (see `resolve_queue`).
 
-    A local folder that does not exist is a UserError unless `create` (init, add); `read_only`
-    verbs also want its tasks.csv and skip the Hub store's local write lock. `short_deadlines`
-    (a person waiting at a terminal) gives a Hub queue the CLI's request timeout and outage
-    deadline, so a silent Hub is reported instead of waited on for minutes; a worker keeps the
-    store's longer defaults."""
+    `must_exist`: a local folder that does not exist is a UserError, not a new folder (every
+    queue verb but init and add); `read_only` verbs also want its tasks.csv and skip the Hub
+    store's local write lock. `short_deadlines` (a person waiting at a terminal) gives a Hub queue
+    the CLI's request timeout and outage deadline, so a silent Hub is reported instead of waited
+    on for minutes; a worker keeps the store's longer defaults."""
     from ..queue import TaskQueue
     from ..redact import register_secret
 
@@ -114,7 +114,7 @@ def open_queue(args: argparse.Namespace, *, create: bool = False, read_only: boo
         if read_only:
             options["local_lock"] = False
         return TaskQueue.open(url, token=args.token, endpoint=_endpoint(args), **options)
-    if "://" not in url and not create:
+    if "://" not in url and (must_exist or read_only):
         folder = Path(url)
         if not folder.is_dir():
             raise UserError(f"no queue at {url}: create it with `space-scheduler init --queue {args.queue}`")

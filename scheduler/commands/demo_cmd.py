@@ -232,6 +232,7 @@ def summary(bill: dict, counts: dict[str, int]) -> str:
 
 def cmd_demo(args) -> int:
     recipe = choose_recipe(args.recipe)
+    _stop_on_signals()
     temporary = not args.data
     data = Path(args.data) if args.data else Path(tempfile.mkdtemp(prefix="space-scheduler-demo-"))
     try:
@@ -302,10 +303,25 @@ def _run(args, data: Path, recipe: str) -> int:
                     say("\n".join(task_lines(_tasks(queue))))
 
 
+def _stop_on_signals() -> None:
+    """Ctrl-C and SIGTERM both end the demo through its cleanup (the app and the emulator stopped,
+    the temporary folder removed), even when started with SIGINT ignored (`cmd &` in a script)."""
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    try:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread: signals are not ours to change
+        pass
+
+
 def _ignore_sigint() -> None:
-    """Ignore Ctrl-C from here on: the demo only cleans up and exits."""
+    """Ignore Ctrl-C (and SIGTERM) from here on: the demo only cleans up and exits."""
     try:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
     except ValueError:  # not the main thread: signals are not ours to change
         pass
 

@@ -79,7 +79,7 @@ def _hub(queue, fn: Callable[[], T], what: str) -> T:
 
 
 def cmd_init(args) -> int:
-    queue = open_queue(args, create=True, short_deadlines=True)
+    queue = open_queue(args, short_deadlines=True)
     created = _hub(queue, queue.init, "creating the queue")
     print(f"{'created' if created else 'already there'}: {queue.store.describe()}")
     return 0
@@ -141,7 +141,7 @@ def cmd_add(args) -> int:
             max_attempts=args.max_attempts, timeout_s=args.timeout, id=args.id, submitted_by=args.submitted_by,
         )]
     # Validated before anything is opened: a mistake creates no folder and sends nothing.
-    queue = open_queue(args, create=True, short_deadlines=True)
+    queue = open_queue(args, short_deadlines=True)
     try:
         stored = _hub(queue, lambda: [queue.add(tasks[0])] if len(tasks) == 1 else queue.add_many(tasks),
                       f"adding {len(tasks)} task(s)")
@@ -232,7 +232,7 @@ def cmd_show(args) -> int:
 
 def cmd_cancel(args) -> int:
     task_id = validation.task_id(args.task_id, "task_id")
-    queue = open_queue(args, short_deadlines=True)
+    queue = open_queue(args, must_exist=True, short_deadlines=True)
     task = _hub(queue, lambda: queue.cancel(task_id, args.reason), f"cancelling {task_id}")
     print(f"{task.id} {task.status.value}")
     return 0
@@ -240,14 +240,14 @@ def cmd_cancel(args) -> int:
 
 def cmd_requeue(args) -> int:
     task_id = validation.task_id(args.task_id, "task_id")
-    queue = open_queue(args, short_deadlines=True)
+    queue = open_queue(args, must_exist=True, short_deadlines=True)
     task = _hub(queue, lambda: queue.requeue(task_id), f"requeueing {task_id}")
     print(f"{task.id} {task.status.value}")
     return 0
 
 
 def cmd_archive(args) -> int:
-    queue = open_queue(args, short_deadlines=True)
+    queue = open_queue(args, must_exist=True, short_deadlines=True)
     moved = _hub(queue, lambda: queue.archive(timedelta(days=args.older_than_days)), "archiving finished tasks")
     print(f"archived {moved} finished task(s)")
     return 0

@@ -17,7 +17,7 @@ import time
 import pytest
 
 from .browser import CHROMIUM, CHROMIUM_ARGS, DEMO_TOKEN, require_chromium, screenshot
-from .conftest import ROOT
+from .conftest import ROOT, sigint_restored
 
 require_chromium()
 
@@ -28,7 +28,7 @@ def demo(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen([sys.executable, "-m", "scheduler", "demo", "--data", str(tmp_path / "hub"),
                              "--boot-delay", "1", "--recipe", "numpy"], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+                            stderr=subprocess.STDOUT, text=True, preexec_fn=sigint_restored)
     lines: list[str] = []
     url = None
     deadline = time.monotonic() + 240

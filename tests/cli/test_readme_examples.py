@@ -24,6 +24,7 @@ import httpx
 import pytest
 
 from scheduler.commands.demo_cmd import reviews_csv
+from tests.app.conftest import sigint_restored
 from tests.conftest import TEST_TOKEN
 from tests.support import ROOT, child_env
 
@@ -130,7 +131,8 @@ class Session:
     def serve(self, command: str, pattern: re.Pattern) -> None:
         """Start, wait until it is up (an URL it prints must answer), Ctrl-C, a clean exit."""
         proc = subprocess.Popen(["bash", "-c", f"exec {command}"], cwd=self.folder, env=self.env, text=True,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+                                preexec_fn=sigint_restored)
         out: list[str] = []
         try:
             deadline = time.monotonic() + UP_TIMEOUT_S
