@@ -27,16 +27,17 @@ from .tasks import DEFAULT_HARDWARE, Status, Task, format_time, utcnow
 
 ALL = "ALL"
 STATUS_CHOICES = [ALL, *(s.value for s in Status)]
-# The queue table: (header, width, Gradio datatype). One word per header and widths that fit every
-# header on one line from 1280 to 1920 px (checked in tests/app/test_table_in_browser.py).
-TABLE_COLUMNS = (("id", "18%", "str"), ("status", "8.5%", "html"), ("model", "14%", "str"),
-                 ("dataset", "12.5%", "str"), ("hardware", "8.5%", "str"), ("by", "5.5%", "str"),
-                 ("attempts", "7%", "str"), ("duration", "7%", "str"), ("cost", "6.5%", "str"),
-                 ("error", "12.5%", "str"))
-TABLE_HEADERS = [name for name, _, _ in TABLE_COLUMNS]
-TABLE_WIDTHS = [width for _, width, _ in TABLE_COLUMNS]
-TABLE_DATATYPES = [kind for _, _, kind in TABLE_COLUMNS]
-TABLE_ERROR_CHARS = 90
+# The queue table: (tasks.csv column, or `duration`, computed; its header; width; Gradio datatype).
+# Widths that fit every header on one line from 1280 to 1920 px (tests/app/test_table_in_browser.py).
+TABLE_COLUMNS = (("id", "id", "18%", "str"), ("status", "status", "8%", "html"),
+                 ("model_id", "model", "12.5%", "str"), ("dataset_id", "dataset", "11%", "str"),
+                 ("hardware", "hardware", "8.5%", "str"), ("submitted_by", "submitted by", "9.5%", "str"),
+                 ("attempts", "attempts", "7%", "str"), ("duration", "duration", "7%", "str"),
+                 ("cost_usd", "cost (USD)", "8%", "str"), ("error", "error", "10.5%", "str"))
+TABLE_HEADERS = [header for _, header, _, _ in TABLE_COLUMNS]
+TABLE_WIDTHS = [width for _, _, width, _ in TABLE_COLUMNS]
+TABLE_DATATYPES = [kind for _, _, _, kind in TABLE_COLUMNS]
+TABLE_ERROR_CHARS = 72
 LOG_LINES = 200
 # Form field -> the Task.new argument (and ValidationError.field) it feeds.
 FORM_FIELDS = ("model_id", "dataset_id", "hardware", "params", "priority", "max_attempts", "timeout_s")
@@ -274,8 +275,8 @@ def table_rows(tasks: Iterable[Task], now: datetime | None = None) -> list[list]
     """Rows of the queue table, in TABLE_COLUMNS order."""
     now = now or utcnow()
     return [[t.id, status_label(t.status), t.model_id, t.dataset_id, t.hardware, t.submitted_by,
-             f"{t.attempts}/{t.max_attempts}", format_seconds(_duration(t, now)), format_usd(t.cost_usd),
-             short_error(t)] for t in tasks]
+             f"{t.attempts}/{t.max_attempts}", format_seconds(_duration(t, now)),
+             "" if t.cost_usd is None else f"{t.cost_usd:.4f}", short_error(t)] for t in tasks]
 
 
 def find_task(tasks: Iterable[Task], task_id: str | None) -> Task | None:
