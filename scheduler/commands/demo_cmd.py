@@ -18,6 +18,7 @@ import signal
 import socket
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -45,10 +46,12 @@ TRANSFORMERS_EXAMPLES = [
      {"recipe": "transformers", "learning_rate": 5e-3, "epochs": 6, "batch_size": 16}),
 ]
 TRAINING_STACK = ("torch", "transformers", "datasets", "accelerate", "peft")
-# Seconds the Space's app gets to give its hardware back after SIGTERM. Ctrl-C must have stopped
-# every child within 5 s: this grace, then the emulator's own shutdown.
+# Seconds the Space's app gets to give its hardware back after SIGTERM when the demo ends (Ctrl-C
+# must have stopped every child within 5 s: this grace, then the emulator's own shutdown). A
+# hardware switch keeps the emulator's longer grace: the old replica records its outcome first.
 APP_STOP_GRACE_S = 2.5
 _URL = re.compile(r"https?://\S+")
+_STOP = threading.Event()  # set by Ctrl-C or SIGTERM (see _stop_on_signals)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -251,7 +254,7 @@ def _run(args, data: Path, recipe: str) -> int:
     app_url = f"http://127.0.0.1:{port}/"
     line = StatusLine()
     started = time.monotonic()
-    with start_emulator(data, boot_delay=args.boot_delay, stop_grace=APP_STOP_GRACE_S) as hub:
+    with start_emulator(data, boot_delay=args.boot_delay, stop_grace=10.0) as hub:
         try:
             kept = "kept" if args.data else "removed at exit"
             say(f"Hub emulator: billing at {hub.url}/_emulator/spaces/{SPACE}/billing (data in {data}, {kept})")
@@ -269,7 +272,7 @@ def _run(args, data: Path, recipe: str) -> int:
                     return 1
                 state = f"starting the Space's app ({bill['stage']} on {bill['current'] or '?'})"
                 line.show(f"[{time.monotonic() - started:5.0f}s] {state}", state)
-                time.sleep(0.3)
+                _pause(0.3)
             line.done()
             say(f"\nThe scheduler's Space is up: {app_url}")
             say(f"Space logs: {hub.hub.spaces.log_path(SPACE)}")
@@ -291,10 +294,8 @@ def _run(args, data: Path, recipe: str) -> int:
             say("Stopping: the Space's app gets SIGTERM and gives its hardware back.")
             return 0
         finally:
-            # Already stopping: a second Ctrl-C must not cut the cleanup short and orphan the app.
-            _ignore_sigint()
-            # The app first (its worker releases paid hardware on SIGTERM), then the emulator.
-            hub.hub.spaces.supervisor.stop(SPACE, APP_STOP_GRACE_S)
+            # The app (every replica) first: its worker releases paid hardware on SIGTERM. Then the emulator.
+            hub.hub.spaces.supervisor.stop_all(APP_STOP_GRACE_S)
             bill = runtime_of(hub)
             if bill["hardware_changes"] or args.until_idle:
                 counts = _counts(queue) if "queue" in locals() else {}
@@ -305,25 +306,25 @@ def _run(args, data: Path, recipe: str) -> int:
 
 def _stop_on_signals() -> None:
     """Ctrl-C and SIGTERM both end the demo through its cleanup (the app and the emulator stopped,
-    the temporary folder removed), even when started with SIGINT ignored (`cmd &` in a script)."""
+    the temporary folder removed), even when started with SIGINT ignored (`cmd &` in a script).
+    The handler only raises a flag that the demo's loops check: an exception raised at any
+    bytecode could leave one of the in-process emulator's locks held, and the cleanup, which asks
+    the emulator, would then wait forever."""
 
-    def interrupt(signum, frame):
+    def request_stop(signum, frame):
+        _STOP.set()
+
+    try:
+        signal.signal(signal.SIGINT, request_stop)
+        signal.signal(signal.SIGTERM, request_stop)
+    except ValueError:  # not the main thread: signals are not ours to change
+        pass
+
+
+def _pause(seconds: float) -> None:
+    """Sleep, or end the demo (as Ctrl-C does) when a stop was asked for."""
+    if _STOP.wait(seconds):
         raise KeyboardInterrupt
-
-    try:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        signal.signal(signal.SIGTERM, interrupt)
-    except ValueError:  # not the main thread: signals are not ours to change
-        pass
-
-
-def _ignore_sigint() -> None:
-    """Ignore Ctrl-C (and SIGTERM) from here on: the demo only cleans up and exits."""
-    try:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    except ValueError:  # not the main thread: signals are not ours to change
-        pass
 
 
 def _tail(path: Path, lines: int = 20) -> str:
@@ -383,4 +384,4 @@ def _watch(args, hub, queue, line: StatusLine, started: float) -> int:
                 line.done()
                 say(f"Gave up after {args.timeout:.0f}s.")
                 return 1
-        time.sleep(0.5)
+        _pause(0.5)
