@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from .errors import SchedulerError
@@ -40,17 +41,36 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# What a process killed by SIGPIPE reports (128 + 13): `list | head` ends the way `cat | head` does.
+CLOSED_PIPE_EXIT = 141
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.handler(args) or 0)
+        code = int(args.handler(args) or 0)
+        sys.stdout.flush()  # here, where a closed pipe can still be handled, not at interpreter exit
+        return code
+    except BrokenPipeError:
+        return _closed_pipe()
     except SchedulerError as exc:
         print(f"space-scheduler: error: {redact(str(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("space-scheduler: interrupted", file=sys.stderr)
         return 130
+
+
+def _closed_pipe() -> int:
+    """The reader of our output went away (`list | head`): stop quietly. stdout is pointed at
+    /dev/null so the interpreter's final flush does not raise again (Python's signal docs)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout is not a real file (tests capture it)
+        pass
+    return CLOSED_PIPE_EXIT
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -8,24 +8,36 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from html import escape
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 from .callbacks import read_progress, tail_log
 from .errors import ValidationError
-from .hardware import FALLBACK_PRICES, FLAVORS, IDLE_FLAVOR, is_paid
+from .hardware import IDLE_FLAVOR, is_paid
 from .redact import redact, register_secret
-from .schema import DASHBOARD_COLUMNS, label
+from .schema import label
 from .tasks import DEFAULT_HARDWARE, Status, Task, format_time, utcnow
 
 ALL = "ALL"
 STATUS_CHOICES = [ALL, *(s.value for s in Status)]
-# The schema's columns, with the run's duration (computed, not stored) before the last one.
-TABLE_HEADERS = [*map(label, DASHBOARD_COLUMNS[:-1]), "duration", label(DASHBOARD_COLUMNS[-1])]
+# The queue table: (tasks.csv column, or `duration`, computed; width; Gradio datatype); headers are
+# the schema's labels. Widths fit every header on one line from 1280 to 1920 px
+# (tests/app/test_table_in_browser.py).
+TABLE_COLUMNS = (("id", "18%", "str"), ("status", "8%", "html"), ("model_id", "12.5%", "str"),
+                 ("dataset_id", "11%", "str"), ("hardware", "8.5%", "str"), ("submitted_by", "9.5%", "str"),
+                 ("attempts", "7%", "str"), ("duration", "7%", "str"), ("cost_usd", "8%", "str"),
+                 ("error", "10.5%", "str"))
+TABLE_HEADERS = ["duration" if name == "duration" else label(name) for name, _, _ in TABLE_COLUMNS]
+TABLE_WIDTHS = [width for _, width, _ in TABLE_COLUMNS]
+TABLE_DATATYPES = [kind for _, _, kind in TABLE_COLUMNS]
+TABLE_ERROR_CHARS = 72
+LOG_LINES = 200
 # Form field -> the Task.new argument (and ValidationError.field) it feeds.
 FORM_FIELDS = ("model_id", "dataset_id", "hardware", "params", "priority", "max_attempts", "timeout_s")
 
@@ -49,9 +61,13 @@ class AppSettings:
 
     @classmethod
     def from_env(cls, app_dir: Path, env=None) -> "AppSettings":
+        from .commands.common import resolve_queue
+
         env = os.environ if env is None else env
         queue = env.get("SCHEDULER_QUEUE")
-        if not queue:
+        if queue:
+            queue = resolve_queue(queue)  # OWNER/NAME, ./folder, hf://..., as on the command line
+        else:
             space = env.get("SPACE_ID")
             # A Space's queue defaults to a dataset of the same owner, named after the Space.
             queue = f"hf://datasets/{space}-queue" if space else str(app_dir / "queue")
@@ -84,12 +100,12 @@ def build_worker(settings: AppSettings, say=None):
 # ---------------------------------------------------------------- the submit form
 
 
-def hardware_choices(prices: dict[str, float] | None = None) -> list[tuple[str, str]]:
-    """(label, flavor) pairs, paid flavors first by price; the idle flavor is not a training target."""
-    prices = prices or FALLBACK_PRICES
-    flavors = [f for f in FLAVORS if f != IDLE_FLAVOR]
-    flavors.sort(key=lambda f: (prices.get(f) is None, prices.get(f, 0.0), f))
-    return [(f"{f} (${prices[f]:.2f}/h)" if f in prices else f, f) for f in flavors]
+def hardware_choices(catalog) -> list[tuple[str, str]]:
+    """(label, flavor) pairs for the form's dropdown: the flavors a task may name (`catalog`, a
+    flavors.Catalog) cheapest first with their hourly price in USD; the free idle flavor is no
+    training target and is left out."""
+    prices = catalog.prices()
+    return [(f"{f} (${prices[f]:.2f}/h)" if prices.get(f) else f, f) for f in catalog.trainable() if f != IDLE_FLAVOR]
 
 
 def parse_params(text: str | dict | None) -> dict:
@@ -117,12 +133,14 @@ def _number(value: Any, name: str) -> Any:
 
 
 def new_task(*, model_id: str, dataset_id: str, hardware: str | None, params: Any, priority: Any,
-             max_attempts: Any, timeout_s: Any, submitted_by: str) -> Task:
-    """A validated task from the form's values. Raises ValidationError naming the first bad field."""
+             max_attempts: Any, timeout_s: Any, submitted_by: str, task_id: str | None = None) -> Task:
+    """A validated task from the form's values. `task_id`: the client's key (a retried submit with
+    the same one adds nothing); empty for a new id. Raises ValidationError naming the first bad field."""
     return Task.new(
         model_id, dataset_id, hardware or DEFAULT_HARDWARE, params=parse_params(params),
         priority=_number(priority, "priority"), max_attempts=_number(max_attempts, "max_attempts"),
         timeout_s=_number(timeout_s, "timeout_s"), submitted_by=submitted_by,
+        id=(task_id or "").strip() or None,
     )
 
 
@@ -130,25 +148,65 @@ def new_task(*, model_id: str, dataset_id: str, hardware: str | None, params: An
 
 
 class CachedQueue:
-    """One queue read shared by every open page for `ttl_s` (each browser refreshes on a timer)."""
+    """The queue's tasks as every open page and API client reads them, with one read at a time.
 
-    def __init__(self, queue, ttl_s: float = 1.0):
+    A page's timer gets a copy at most `ttl_s` old, or the last one while a fresher read is under
+    way, but never one older than the last `invalidate()` (a write made here shows at once);
+    `fresh=True` (the API) waits for a read that started after the call, so a client sees its own
+    changes. No lock is ever held across a read: `invalidate()` after a write returns at once,
+    however many readers wait on a slow Hub (a submit's answer never queues behind them)."""
+
+    def __init__(self, queue, ttl_s: float = 1.0, clock=time.monotonic):
         self.queue = queue
         self.ttl_s = ttl_s
-        self._lock = threading.Lock()
-        self._at = 0.0
-        self._tasks: list[Task] = []
+        self._clock = clock
+        self._cond = threading.Condition()
+        self._generation = 0  # bumped by invalidate(): copies read before are stale
+        self._copy: list[Task] | None = None
+        self._copy_started = float("-inf")
+        self._copy_generation = -1
+        self._reading = False
 
     def tasks(self, fresh: bool = False) -> list[Task]:
-        with self._lock:
-            if fresh or time.monotonic() - self._at > self.ttl_s:
-                self._tasks = self.queue.list()
-                self._at = time.monotonic()
-            return list(self._tasks)
+        with self._cond:
+            called, generation = self._clock(), self._generation
+            while True:
+                if self._usable(called, generation, fresh):
+                    return list(self._copy)
+                if not self._reading:
+                    break
+                if not fresh and self._copy is not None and self._copy_generation >= generation:
+                    return list(self._copy)  # only older than ttl_s: it will do for a page meanwhile
+                self._cond.wait()
+            self._reading = True
+            started, generation = self._clock(), self._generation
+        try:
+            tasks = self.queue.list()
+        except BaseException:
+            with self._cond:
+                self._reading = False
+                self._cond.notify_all()
+            raise
+        with self._cond:
+            self._copy, self._copy_started, self._copy_generation = tasks, started, generation
+            self._reading = False
+            self._cond.notify_all()
+        return list(tasks)
+
+    def last_copy(self) -> list[Task]:
+        """The tasks of the last read, whatever its age ([] before the first); never reads."""
+        with self._cond:
+            return list(self._copy or [])
+
+    def _usable(self, called: float, generation: int, fresh: bool) -> bool:
+        if self._copy is None or self._copy_generation < generation:
+            return False
+        return self._copy_started >= called if fresh else called - self._copy_started <= self.ttl_s
 
     def invalidate(self) -> None:
-        with self._lock:
-            self._at = 0.0
+        """After a write: later calls get a copy read after it. Never waits for a read."""
+        with self._cond:  # held for a counter increment only, never across I/O
+            self._generation += 1
 
 
 def _duration(task: Task, now: datetime) -> float | None:
@@ -178,17 +236,140 @@ def filter_tasks(tasks: Iterable[Task], status: str | None) -> list[Task]:
                   reverse=True)
 
 
+def format_usd(value: float | None) -> str:
+    if value is None:
+        return ""
+    return f"${value:.4f}" if value < 10 else f"${value:,.2f}"
+
+
+def status_label(status: Status) -> str:
+    """The status as a coloured label (HTML; the colours are the app's `.status-*` CSS)."""
+    return f'<span class="status-label status-{status.value.lower()}">{status.value}</span>'
+
+
+_ATTEMPT_PREFIX = re.compile(r"^attempt (\d+): ")
+
+
+def _split_error(task: Task) -> tuple[int | None, str]:
+    """(the attempt an error is about, its text): the queue stores "attempt N: <error>"."""
+    text = redact(task.error or "").strip()
+    found = _ATTEMPT_PREFIX.match(text)
+    return (int(found.group(1)), text[found.end():]) if found else (None, text)
+
+
+def short_error(task: Task, limit: int = TABLE_ERROR_CHARS) -> str:
+    """The error's first line, without the attempt prefix (the table has a column for it), clipped."""
+    _, text = _split_error(task)
+    line = text.splitlines()[0] if text else ""
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
 def table_rows(tasks: Iterable[Task], now: datetime | None = None) -> list[list]:
+    """Rows of the queue table, in TABLE_COLUMNS order."""
     now = now or utcnow()
-    return [[t.id, t.status.value, t.model_id, t.dataset_id, t.hardware, t.submitted_by, t.attempts,
-             format_time(t.started_at), format_seconds(_duration(t, now)),
-             "" if t.cost_usd is None else round(t.cost_usd, 6)] for t in tasks]
+    return [[t.id, status_label(t.status), t.model_id, t.dataset_id, t.hardware, t.submitted_by,
+             f"{t.attempts}/{t.max_attempts}", format_seconds(_duration(t, now)),
+             "" if t.cost_usd is None else f"{t.cost_usd:.4f}", short_error(t)] for t in tasks]
+
+
+def find_task(tasks: Iterable[Task], task_id: str | None) -> Task | None:
+    task_id = (task_id or "").strip()
+    return next((t for t in tasks if t.id == task_id), None) if task_id else None
+
+
+def _clock_time(value: datetime | None) -> str:
+    return value.strftime("%H:%M:%S UTC") if value else ""
+
+
+def _full_stop(text: str) -> str:
+    return text if text.endswith((".", "!", "?")) else text + "."
+
+
+def status_sentence(task: Task, now: datetime | None = None) -> str:
+    """Where the task stands, in a sentence a person reads without knowing the queue's columns."""
+    now = now or utcnow()
+    attempt, error = _split_error(task)
+    attempt = attempt or task.attempts  # the attempt the error is about; a running one may be the next
+    took = format_seconds(_duration(task, now))
+    if task.status is Status.DONE:
+        return f"Done in {took} on {task.hardware}." if took else f"Done on {task.hardware}."
+    if task.status is Status.FAILED:
+        tried = f"attempt {attempt} of {task.max_attempts}"
+        return f"Failed on {tried}: {error}" if error else f"Failed on {tried}."
+    if task.status is Status.CANCELLED:
+        return f"Cancelled: {error}" if error else "Cancelled."
+    if task.status is Status.RUNNING:
+        tried = f"attempt {task.attempts} of {task.max_attempts}"
+        sentence = f"Running on {task.hardware} for {took} ({tried})" if took else f"Running on {task.hardware}"
+        if task.worker:
+            sentence += f", worker {task.worker}"
+        return sentence + (f". The previous attempt failed: {_full_stop(error)}" if error else ".")
+    if error:
+        when = f"after {_clock_time(task.not_before)}" if task.not_before and task.not_before > now else "next"
+        return f"Attempt {attempt} of {task.max_attempts} failed: {_full_stop(error)} It runs again {when}."
+    if task.not_before and task.not_before > now:
+        return f"Waiting until {_clock_time(task.not_before)}, then for {task.hardware}."
+    return f"Waiting for {task.hardware}: the Space switches to it when this task's turn comes."
+
+
+def task_detail_html(task: Task | None, now: datetime | None = None) -> str:
+    """The selected task: where it stands, its fields, history, cost, params, result and full error.
+    Every value is escaped and redacted."""
+    if task is None:
+        return '<div class="task-detail empty">Select a task in the table to see its details and log.</div>'
+    now = now or utcnow()
+
+    def row(name: str, value: Any) -> str:
+        return f"<tr><th>{name}</th><td>{escape(redact(str(value)))}</td></tr>" if value not in (None, "") else ""
+
+    def block(title: str, value: Any) -> str:
+        text = json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True) if isinstance(value, Mapping) else value
+        return f"<h4>{title}</h4><pre>{escape(redact(str(text)))}</pre>"
+
+    submitted = " ".join(filter(None, [format_time(task.submitted_at), f"by {task.submitted_by}" if task.submitted_by else ""]))
+    gpu = format_seconds(task.gpu_seconds)
+    cost = f"{format_usd(task.cost_usd) or '$0'} for {gpu} of {task.hardware}" if gpu else "no GPU time recorded"
+    fields = "".join([
+        row("model", task.model_id), row("dataset", task.dataset_id), row("hardware", task.hardware),
+        row("priority", task.priority), row("submitted", submitted),
+        row("attempts", f"{task.attempts} of {task.max_attempts}, timeout {format_seconds(task.timeout_s)} each"),
+        row("worker", task.worker), row("started", format_time(task.started_at)),
+        row("finished", format_time(task.finished_at)), row("duration", format_seconds(_duration(task, now))),
+        row("lease until", format_time(task.lease_until) if task.status is Status.RUNNING else ""),
+        row("not before", format_time(task.not_before)), row("cost", cost),
+    ])
+    parts = [f'<div class="task-detail" data-task="{escape(task.id)}" data-status="{task.status.value}">',
+             f'<div class="task-head"><code>{escape(task.id)}</code> {status_label(task.status)}</div>',
+             f'<p class="task-sentence">{escape(status_sentence(task, now))}</p>',
+             f'<table class="task-fields">{fields}</table>',
+             block("params", task.params or {})]
+    if task.result:
+        parts.append(block("result", task.result))
+    if task.error:
+        parts.append(block("error", _split_error(task)[1]))
+    parts.append("</div>")
+    return "".join(parts)
+
+
+def task_log(task: Task | None, work_dir: str | os.PathLike | None, lines: int = LOG_LINES) -> tuple[str, str]:
+    """(where the log comes from, its text). A running task's is the live tail in the work dir;
+    a finished one's is the tail stored in its `log` column with its outcome."""
+    if task is None:
+        return "Log", ""
+    if task.status is Status.RUNNING:
+        live = "\n".join(tail_log(task.id, lines, work_dir))
+        return "Log (live, this attempt)", redact(live)
+    stored = "\n".join((task.log or "").splitlines()[-lines:])
+    if stored:
+        return "Log (stored with the outcome)", redact(stored)
+    return "Log (none stored for this task)", ""
 
 
 def task_record(task: Task) -> dict:
     """A task as the API returns it: JSON-friendly, redacted."""
     record = task.to_dict()
-    record["error"] = redact(record.get("error") or "")
+    for name in ("error", "log"):
+        record[name] = redact(record.get(name) or "")
     return record
 
 
@@ -275,8 +456,6 @@ def running_view(task_id: str | None, work_dir: str | os.PathLike | None, lines:
 
 
 def progress_html(fraction: float, label: str) -> str:
-    from html import escape
-
     pct = round(fraction * 100)
     return (f'<div class="sched-progress" data-progress="{pct}">'
             f'<div class="sched-bar"><div class="sched-fill" style="width:{pct}%"></div></div>'

@@ -563,7 +563,7 @@ TIME_COLUMNS: tuple[str, ...] = tuple(c.name for c in COLUMNS if isinstance(c.ki
 LIST_COLUMNS: tuple[str, ...] = ("id", "status", "model_id", "dataset_id", "hardware", "priority", "attempts",
                                  "submitted_at", "error")
 DASHBOARD_COLUMNS: tuple[str, ...] = ("id", "status", "model_id", "dataset_id", "hardware", "submitted_by", "attempts",
-                                      "started_at", "cost_usd")
+                                      "cost_usd", "error")
 
 
 def label(name: str) -> str:

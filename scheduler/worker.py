@@ -39,7 +39,7 @@ from .callbacks import TaskFiles, TaskLog, classify_exception, read_progress, ta
 from .decide import Action, Downgrade, GiveUp, Policy, RequestHardware, RunTask, Serve, Wait
 from .errors import LeaseLost, SchedulerError, UserError
 from .executors import Executor, Run
-from .flavors import Accelerators, Catalog, catalog, probe_accelerators
+from .flavors import Accelerators, Catalog, catalog, catalog_for, probe_accelerators
 from .hardware import ERROR_STAGES, Runtime, is_paid
 from .hub import RETRY_STATUSES, describe, status_of
 from .journal import Journal
@@ -671,6 +671,11 @@ class Worker(BackgroundLoop):
 
     def _offered(self) -> frozenset[str]:
         return frozenset(self._space_flavors().trainable())
+
+    def catalog(self) -> Catalog:
+        """The flavors a task may name on this worker's executor: the Hub's Job flavors for `jobs`,
+        its Space flavors otherwise (flavors.catalog_for; cached an hour, a fallback table offline)."""
+        return catalog_for(self.executor.name, getattr(self.controller, "api", None))
 
     def _space_flavors(self) -> Catalog:
         return catalog(getattr(self.controller, "api", None), "spaces")

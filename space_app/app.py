@@ -5,7 +5,10 @@ page is open); this file only wires the library (`scheduler.dashboard`, `schedul
 Gradio components. On a Space the `scheduler` package sits next to this file (uploaded with it);
 locally it is the installed one.
 
-    python app.py [--auth user:password] [--port 7860]
+    python app.py [--auth user:password] [--host 127.0.0.1] [--port 7860]
+
+Who may sign in, and on which addresses an open form may be served: scheduler/access.py
+(SCHEDULER_AUTH, SCHEDULER_MOCK_LOGIN, the Space's OAUTH_* variables).
 
 Settings: SCHEDULER_QUEUE, SCHEDULER_CALLBACK, SCHEDULER_ALLOWED_USERS, SCHEDULER_PUBLIC_QUEUE,
 SCHEDULER_AUTH, SCHEDULER_WORKER (off: no worker), SCHEDULER_<SETTING> (any worker setting, e.g. SCHEDULER_POLL_S),
@@ -24,10 +27,12 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 from scheduler import dashboard as dash  # noqa: E402
 from scheduler.access import Access  # noqa: E402
-from scheduler.errors import InvalidTransition, TaskNotFound, ValidationError  # noqa: E402
+from scheduler.errors import InvalidTransition, TaskNotFound, UserError, ValidationError  # noqa: E402
+from scheduler.flavors import catalog_for  # noqa: E402
 from scheduler.hub import describe  # noqa: E402
 from scheduler.queue import TaskQueue  # noqa: E402
 from scheduler.redact import redact, register_secret  # noqa: E402
+from scheduler.tasks import Task, new_task_id  # noqa: E402
 
 APP_DIR = Path(__file__).resolve().parent
 WAKE_DELAY_S = 2.0
@@ -51,6 +56,22 @@ CSS = """
 .sched-bar { background: #e5e7eb; border-radius: 6px; height: 14px; overflow: hidden; }
 .sched-fill { background: #f59e0b; height: 100%; transition: width 0.5s; }
 .sched-label { font-size: 0.9em; margin-top: 4px; }
+/* The queue table: headers on one line (never "statu s"), data wrapped between words. */
+#queue-table th, #queue-table th * { white-space: nowrap !important; word-break: keep-all !important;
+  overflow-wrap: normal !important; }
+#queue-table .body-cell, #queue-table .body-cell * { font-size: 12.5px; word-break: normal;
+  overflow-wrap: anywhere; }
+.status-label { display: inline-block; border-radius: 999px; padding: 0 0.6em; font-weight: 600;
+  font-size: 0.85em; white-space: nowrap; word-break: keep-all; overflow-wrap: normal; }
+.status-pending { background: #fef3c7; color: #92400e; }
+.status-running { background: #dbeafe; color: #1e40af; }
+.status-done { background: #dcfce7; color: #166534; }
+.status-failed { background: #fee2e2; color: #991b1b; }
+.status-cancelled { background: #e5e7eb; color: #374151; }
+.task-detail .task-head { font-size: 1.05em; margin-bottom: 0.3em; }
+.task-detail .task-sentence { margin: 0.3em 0 0.6em; }
+.task-detail table.task-fields th { text-align: left; padding-right: 1em; white-space: nowrap; font-weight: 600; }
+.task-detail pre { white-space: pre-wrap; overflow-wrap: anywhere; max-height: 16em; overflow: auto; }
 """
 
 
@@ -68,10 +89,13 @@ class SchedulerApp:
             self.queue.init()
         except Exception as exc:  # shown on the page; the worker keeps retrying on its own
             self.startup_error = redact(describe(exc))
-        try:
-            self.prices = self.worker.controller.prices() if self.worker else {}
-        except Exception:
-            self.prices = {}
+
+    def catalog(self):
+        """The flavors a task may name here: the worker's executor's (Space or Job flavors), or
+        $SCHEDULER_EXECUTOR's when this app runs no worker (flavors.catalog_for)."""
+        if self.worker:
+            return self.worker.catalog()
+        return catalog_for(os.environ.get("SCHEDULER_EXECUTOR"), getattr(self.queue.store, "api", None))
 
     # ---------------------------------------------------------------- who is asking
 
@@ -92,16 +116,24 @@ class SchedulerApp:
 
     # ---------------------------------------------------------------- actions (shared by API and UI)
 
-    def submit(self, user: str | None, **form) -> str:
+    def submit(self, user: str | None, task_id: str | None = None, **form) -> tuple[Task, bool]:
+        """Add the form's task; returns (the stored task, whether this call created it). `task_id`
+        is the client's key: a retried submit with the same one (a lost answer, a reload during the
+        Space's restart, a double click) returns the first task and adds nothing."""
         self._require_change(user, "submit tasks")
-        task = dash.new_task(submitted_by=user, **form)
-        self.queue.add(task)
+        task = dash.new_task(submitted_by=user, task_id=task_id, **form)
+        self.catalog().check(task.hardware)
+        stored = self.queue.add(task)
+        if stored.submitted_by != task.submitted_by:
+            raise gr.Error(f"task id {task.id} is already taken: submit with another id (or none)")
         self.cached.invalidate()
         if self.worker:
             # Not at once: waking may switch hardware, and the switch restarts this process; the
             # caller's answer must be out first.
             threading.Timer(WAKE_DELAY_S, self.worker.wake).start()
-        return task.id
+        # The queue hands back our own Task object only when this call appended it; a retry gets
+        # the stored row (the first submit won).
+        return stored, stored is task
 
     def change(self, user: str | None, task_id: str, verb: str, reason: str = ""):
         self._require_change(user, f"{verb} tasks")
@@ -128,20 +160,32 @@ class SchedulerApp:
 
     # ---------------------------------------------------------------- the page
 
-    def refresh(self, status_filter: str, user: str | None):
+    def refresh(self, status_filter: str, user: str | None, selected: str | None = None, fresh: bool = False,
+                added: Task | None = None):
+        """What the page's timer shows: (table rows, runtime, progress, running log, cost totals,
+        GPU plot, cost rows, selected task's detail, its log). `fresh` after the user's own change:
+        from a read that sees it (a timer tick may show the copy a read under way replaces).
+        `added`: the task this user just submitted, shown in the last copy without reading again
+        (the form's answer must not wait for the Hub)."""
         summary = self.status()
         if not self.access.can_read(user):
             hidden = self.access.refusal(user, "see the queue")
             return ([], dash.runtime_markdown(summary), dash.progress_html(0.0, hidden), "", hidden,
-                    dash.gpu_hours_per_day([]), [])
-        tasks = self.cached.tasks()
+                    dash.gpu_hours_per_day([]), [], dash.task_detail_html(None), "")
+        if added is None:
+            tasks = self.cached.tasks(fresh=fresh)
+        else:
+            tasks = [t for t in self.cached.last_copy() if t.id != added.id] + [added]
         fraction, label, log = dash.running_view(summary["running_task"], self.work_dir)
         costs = dash.cost_summary(tasks)
         totals = (f"**GPU time** {dash.format_seconds(costs['gpu_seconds']) or '0s'} · "
                   f"**cost** ${costs['cost_usd']:.4f} over {len(costs['tasks'])} task(s)")
         cost_rows = [[c["id"], c["hardware"], c["gpu_seconds"], c["cost_usd"]] for c in costs["tasks"]]
+        task = dash.find_task(tasks, selected)
+        log_label, task_log = dash.task_log(task, self.work_dir)
         return (dash.table_rows(dash.filter_tasks(tasks, status_filter)), dash.runtime_markdown(summary),
-                dash.progress_html(fraction, label), log, totals, dash.gpu_hours_per_day(tasks), cost_rows)
+                dash.progress_html(fraction, label), log, totals, dash.gpu_hours_per_day(tasks), cost_rows,
+                dash.task_detail_html(task), gr.update(value=task_log, label=log_label))
 
     def build(self):
         load_gradio()
@@ -149,7 +193,7 @@ class SchedulerApp:
             gr.Markdown("# space-scheduler\nOn-demand GPU training: the Space idles on cpu-basic and "
                         "switches to a task's GPU only while there is work for it.")
             with gr.Row():
-                if self.access.on_space:
+                if self.access.hugging_face_login:
                     gr.LoginButton()
                 whoami = gr.Markdown(elem_id="whoami")
 
@@ -164,7 +208,7 @@ class SchedulerApp:
                                                       elem_id="field-dataset_id")
                     errors["dataset_id"] = gr.Markdown(visible=False, elem_classes="field-error",
                                                        elem_id="err-dataset_id")
-                    choices = dash.hardware_choices(self.prices)
+                    choices = dash.hardware_choices(self.catalog())
                     inputs["hardware"] = gr.Dropdown(choices=choices, value="t4-small", label=FIELD_LABELS["hardware"],
                                                      elem_id="field-hardware")
                     errors["hardware"] = gr.Markdown(visible=False, elem_classes="field-error", elem_id="err-hardware")
@@ -181,6 +225,9 @@ class SchedulerApp:
                     for name in ("priority", "max_attempts", "timeout_s"):
                         errors[name] = gr.Markdown(visible=False, elem_classes="field-error", elem_id=f"err-{name}")
                     submit_btn = gr.Button("Submit", variant="primary", elem_id="submit")
+                    # The form's idempotency key, kept in the browser (it outlives the server's
+                    # restarts): the same form sent twice makes one task; a new one after success.
+                    submit_key = gr.Textbox(visible="hidden", elem_id="submit-key")
                     submitted = gr.Markdown(elem_id="submit-result")
 
                 with gr.Column(scale=2):
@@ -199,7 +246,14 @@ class SchedulerApp:
                 requeue_btn = gr.Button("Requeue", scale=0, elem_id="requeue")
             action_md = gr.Markdown(elem_id="action-result")
             table = gr.Dataframe(headers=dash.TABLE_HEADERS, value=[], interactive=False, wrap=True,
+                                 datatype=dash.TABLE_DATATYPES, column_widths=dash.TABLE_WIDTHS,
                                  elem_id="queue-table")
+            with gr.Row():
+                with gr.Column(scale=3):
+                    detail = gr.HTML(dash.task_detail_html(None), elem_id="task-detail")
+                with gr.Column(scale=2):
+                    task_log = gr.Textbox(label="Log", lines=14, max_lines=14, interactive=False,
+                                          elem_id="task-log")
 
             gr.Markdown("## Cost")
             totals_md = gr.Markdown(elem_id="cost-totals")
@@ -209,28 +263,32 @@ class SchedulerApp:
                 cost_table = gr.Dataframe(headers=["id", "hardware", "GPU s", "USD"], value=[], interactive=False,
                                           elem_id="cost-table")
 
-            views = [table, runtime_md, progress, log, totals_md, plot, cost_table]
+            views = [table, runtime_md, progress, log, totals_md, plot, cost_table, detail, task_log]
 
-            def on_refresh(status_value, request: gr.Request, profile: gr.OAuthProfile | None):
-                return self.refresh(status_value, self.user(request, profile))
+            def on_refresh(status_value, selected_id, request: gr.Request, profile: gr.OAuthProfile | None):
+                return self.refresh(status_value, self.user(request, profile), selected_id)
 
-            def on_load(status_value, request: gr.Request, profile: gr.OAuthProfile | None):
+            def on_own_change(status_value, selected_id, request: gr.Request, profile: gr.OAuthProfile | None):
+                return self.refresh(status_value, self.user(request, profile), selected_id, fresh=True)
+
+            def on_load(status_value, selected_id, request: gr.Request, profile: gr.OAuthProfile | None):
                 user = self.user(request, profile)
                 if user is None:
-                    who = "Not signed in: " + ("sign in to submit." if self.access.on_space else "read only.")
+                    who = "Not signed in: " + self.access.refusal(None, "submit tasks")
                 elif self.access.can_change(user):
                     who = f"Signed in as **{user}**: you may submit, cancel and requeue."
                 else:
                     who = f"Signed in as **{user}** (not on the allow-list: read only)."
-                return (who, *self.refresh(status_value, user))
+                return (who, new_task_id(), *self.refresh(status_value, user, selected_id))
 
-            def on_submit(status_value, model_id, dataset_id, hardware, params, priority, max_attempts, timeout_s,
-                          request: gr.Request, profile: gr.OAuthProfile | None):
+            def on_submit(status_value, key, model_id, dataset_id, hardware, params, priority, max_attempts,
+                          timeout_s, request: gr.Request, profile: gr.OAuthProfile | None):
                 form = dict(model_id=model_id, dataset_id=dataset_id, hardware=hardware, params=params,
                             priority=priority, max_attempts=max_attempts, timeout_s=timeout_s)
                 hide = {errors[name]: gr.update(value="", visible=False) for name in errors}
+                user = self.user(request, profile)
                 try:
-                    task_id = self.submit(self.user(request, profile), **form)
+                    task, created = self.submit(user, task_id=key or None, **form)
                 except ValidationError as exc:
                     box = errors.get(exc.field, errors["params"])
                     hide[box] = gr.update(value=f"{FIELD_LABELS.get(exc.field, exc.field)}: {exc.message}",
@@ -238,9 +296,13 @@ class SchedulerApp:
                     return {**hide, submitted: f"Not submitted: **{exc.field}** {exc.message}"}
                 except gr.Error as exc:
                     return {**hide, submitted: f"Not submitted: {exc.message}"}
-                rows = self.refresh(status_value, self.user(request, profile))
-                return {**hide, submitted: f"Submitted task `{task_id}`", **dict(zip(views, rows)),
-                        selected: task_id}
+                said = (f"Submitted task `{task.id}`" if created else
+                        f"Already submitted as task `{task.id}`: this form was sent twice, one task was made")
+                # The table shows the task with the answer (the Space may restart onto its GPU
+                # before the page's next refresh), from the last copy: no read waits for the Hub.
+                rows = self.refresh(status_value, user, task.id, added=task)
+                return {**hide, submitted: said, selected: task.id, submit_key: new_task_id(),
+                        **dict(zip(views, rows))}
 
             def on_change(verb):
                 def handler(task_id, status_value, request: gr.Request, profile: gr.OAuthProfile | None):
@@ -250,7 +312,7 @@ class SchedulerApp:
                         message = f"Task `{task.id}` is now {task.status.value}."
                     except gr.Error as exc:
                         message = f"Not done: {exc.message}"
-                    return (message, *self.refresh(status_value, user))
+                    return (message, *self.refresh(status_value, user, task_id, fresh=True))
                 return handler
 
             def on_select(evt: gr.SelectData):
@@ -258,15 +320,18 @@ class SchedulerApp:
                 return row[0] if row else ""
 
             private = dict(api_visibility="private")
-            blocks.load(on_load, [status_filter], [whoami, *views], **private)
-            gr.Timer(self.settings.refresh_s).tick(on_refresh, [status_filter], views, show_progress="hidden",
-                                                   **private)
-            status_filter.change(on_refresh, [status_filter], views, **private)
-            submit_btn.click(on_submit, [status_filter, *inputs.values()],
-                             [*errors.values(), submitted, *views, selected], **private)
+            watched = [status_filter, selected]
+            blocks.load(on_load, watched, [whoami, submit_key, *views], **private)
+            gr.Timer(self.settings.refresh_s).tick(on_refresh, watched, views, show_progress="hidden", **private)
+            status_filter.change(on_refresh, watched, views, **private)
+            # The answer goes out as soon as the task is stored; a fresh read follows in a second call.
+            submit_btn.click(on_submit, [status_filter, submit_key, *inputs.values()],
+                             [*errors.values(), submitted, selected, submit_key, *views], **private
+                             ).then(on_own_change, watched, views, show_progress="hidden", **private)
             cancel_btn.click(on_change("cancel"), [selected, status_filter], [action_md, *views], **private)
             requeue_btn.click(on_change("requeue"), [selected, status_filter], [action_md, *views], **private)
             table.select(on_select, None, selected, **private)
+            selected.change(on_refresh, watched, views, show_progress="hidden", **private)
             self._api()
         return blocks
 
@@ -276,16 +341,18 @@ class SchedulerApp:
         app = self
 
         def submit(model_id: str, dataset_id: str, hardware: str = "t4-small", params: str = "{}",
-                   priority: int = 0, max_attempts: int = 3, timeout_s: int = 3600,
+                   priority: int = 0, max_attempts: int = 3, timeout_s: int = 3600, task_id: str = "",
                    request: gr.Request = None, profile: gr.OAuthProfile | None = None) -> dict:
-            """Add a task; returns {"task_id"}. Refused unless the caller is on the allow-list."""
+            """Add a task; returns {"task_id", "created"}. Refused unless the caller is on the allow-list.
+            `task_id` (optional, 1-64 letters, digits, '-' or '_'): your key for this submission. Send the
+            same one again after a timeout or an error and no second task is made ("created" is false)."""
             try:
-                task_id = app.submit(app.user(request, profile), model_id=model_id, dataset_id=dataset_id,
-                                     hardware=hardware, params=params, priority=priority,
-                                     max_attempts=max_attempts, timeout_s=timeout_s)
+                task, created = app.submit(app.user(request, profile), task_id=task_id or None, model_id=model_id,
+                                           dataset_id=dataset_id, hardware=hardware, params=params,
+                                           priority=priority, max_attempts=max_attempts, timeout_s=timeout_s)
             except ValidationError as exc:
                 raise gr.Error(f"{exc.field}: {exc.message}") from None
-            return {"task_id": task_id}
+            return {"task_id": task.id, "created": created}
 
         def tasks(status: str = "ALL", request: gr.Request = None, profile: gr.OAuthProfile | None = None) -> list:
             """Every task (newest first), optionally only those with one status."""
@@ -321,6 +388,8 @@ class SchedulerApp:
 
     def launch(self, blocks, *, host: str | None = None, port: int | None = None,
                webhook_secret: str | None = None, **kwargs):
+        """Serve the page. Raises UserError when the sign-in mode must not be served on `host`."""
+        self.access.check_host(host)
         blocking = not kwargs.pop("prevent_thread_lock", False)
         result = blocks.queue(default_concurrency_limit=8).launch(
             server_name=host, server_port=port, auth=list(self.access.auth) or None, share=False,
@@ -333,23 +402,34 @@ class SchedulerApp:
 
             mount_webhook(result[0], lambda sha: self.worker.wake(), secret=secret,
                           queue_repo=getattr(self.queue.store, "repo_id", None))
+            # The page answers before the route exists, so a delivery in between found no route:
+            # one look now covers every commit made before it.
+            self.worker.wake()
         if blocking:
             blocks.block_thread()
         return result
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="space-scheduler's Gradio app")
     parser.add_argument("--auth", default=None, help="user:password[,user:password] (default: $SCHEDULER_AUTH)")
     parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME"))
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT") or os.environ.get("GRADIO_SERVER_PORT")
                                                         or 7860))
     args = parser.parse_args(argv)
-    app = SchedulerApp(dash.AppSettings.from_env(APP_DIR), Access.from_env(auth=args.auth))
+    try:
+        access = Access.from_env(auth=args.auth)
+        access.check_host(args.host)  # before the worker starts: a refused app must not take GPU work
+        app = SchedulerApp(dash.AppSettings.from_env(APP_DIR), access)
+    except UserError as exc:
+        print(f"app: error: {redact(str(exc))}", file=sys.stderr, flush=True)
+        return 2
     app.start_worker()
     blocks = app.build()
-    print(f"{time.strftime('%H:%M:%S')} app: queue {app.queue.store.describe()}, access {app.access!r}", flush=True)
+    print(f"{time.strftime('%H:%M:%S')} app: queue {app.queue.store.describe()}, {access.notice()}; {access!r}",
+          flush=True)
     app.launch(blocks, host=args.host, port=args.port)
+    return 0
 
 
 if __name__ == "__main__":

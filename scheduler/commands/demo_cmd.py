@@ -12,11 +12,16 @@ import importlib.util
 import io
 import json
 import random
+import re
+import shutil
+import signal
 import socket
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 DEMO_USER = "demo"
 DEMO_TOKEN = "hf_demo_local_emulator_token"  # the emulator's own; never a real Hub token
@@ -41,6 +46,12 @@ TRANSFORMERS_EXAMPLES = [
      {"recipe": "transformers", "learning_rate": 5e-3, "epochs": 6, "batch_size": 16}),
 ]
 TRAINING_STACK = ("torch", "transformers", "datasets", "accelerate", "peft")
+# Seconds the Space's app gets to give its hardware back after SIGTERM when the demo ends (Ctrl-C
+# must have stopped every child within 5 s: this grace, then the emulator's own shutdown). A
+# hardware switch keeps the emulator's longer grace: the old replica records its outcome first.
+APP_STOP_GRACE_S = 2.5
+_URL = re.compile(r"https?://\S+")
+_STOP = threading.Event()  # set by Ctrl-C or SIGTERM (see _stop_on_signals)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -137,7 +148,15 @@ def say(message: str) -> None:
     print(message, flush=True)
 
 
-def setup(hub_url: str, port: int, recipe: str = "numpy") -> None:
+def without_dead_links(line: str) -> str | None:
+    """A deploy line with the emulator's repo pages and webhook targets (no page answers there) shown
+    as paths; None for a line that was only such a URL. The demo prints only URLs that answer."""
+    if _URL.fullmatch(line.strip()):
+        return None
+    return _URL.sub(lambda m: urlsplit(m.group(0)).path or "/", line)
+
+
+def setup(hub_url: str, port: int, recipe: str = "numpy", hub_data: str | Path = ".") -> None:
     """The demo's data (and, for the transformers recipe, its tiny models), the queue, the Space with
     its code and settings, and its app started."""
     import httpx
@@ -150,7 +169,13 @@ def setup(hub_url: str, port: int, recipe: str = "numpy") -> None:
     api.upload_file(path_or_fileobj=reviews_csv(), path_in_repo="train.csv", repo_id=DATASET, repo_type="dataset",
                     commit_message="A tiny sentiment dataset for the demo")
     say(f"Dataset: {DATASET} (train.csv)")
-    app_env = {"SYSTEM": "emulator"}
+    # The emulator has no OAuth provider: off SYSTEM=spaces gradio's "Sign in with Hugging Face" is
+    # a mock that signs in as the owner of the Space's token, the demo user. The app trusts that mock
+    # only when told to, and only on loopback (scheduler/access.py). Its caches and work dir live in
+    # the demo's folder, which a run without --data removes at the end.
+    data = Path(hub_data)
+    app_env = {"SYSTEM": "emulator", "SCHEDULER_MOCK_LOGIN": "1", "HF_HOME": str(data / "space-hf-home"),
+               "SCHEDULER_WORK_DIR": str(data / "space-work"), "GRADIO_TEMP_DIR": str(data / "space-gradio")}
     if recipe == "transformers":
         from ..recipes.tiny import seed_demo_repos
 
@@ -163,15 +188,19 @@ def setup(hub_url: str, port: int, recipe: str = "numpy") -> None:
     # The webhook goes to the app's local port, where the supervisor is about to start it.
     deploy(DeployConfig(space_id=SPACE, queue_repo=QUEUE_REPO, token=DEMO_TOKEN, endpoint=hub_url,
                         webhook_url=f"http://127.0.0.1:{port}/webhooks/queue"),
-           say=lambda line: say(f"  deploy {line}"))
+           say=_say_deploy)
     # A demo wants to see the Space react within a second, not at the production poll of 15 s.
     api.add_space_variable(SPACE, "SCHEDULER_POLL_S", "1")
     api.add_space_variable(SPACE, "SCHEDULER_REFRESH_S", "1")
-    # The emulator has no OAuth provider: outside SYSTEM=spaces gradio's login signs in as the owner
-    # of the Space's token (its local-development mode), which is the demo user.
     response = httpx.post(f"{hub_url}/_emulator/spaces/{SPACE}/supervise",
                           json={"port": port, "env": app_env}, timeout=30)
     response.raise_for_status()
+
+
+def _say_deploy(line: str) -> None:
+    shown = without_dead_links(line)
+    if shown is not None:
+        say(f"  deploy {shown}")
 
 
 def runtime_of(hub) -> dict:
@@ -209,40 +238,51 @@ def summary(bill: dict, counts: dict[str, int]) -> str:
 
 def cmd_demo(args) -> int:
     from ..emulator.rules import Rules
-    from ..emulator.server import start_emulator
     from ..errors import UserError
-    from ..queue import TaskQueue
-    from ..tasks import Task
 
     try:
         rules = Rules().with_changes(args.rules)
     except ValueError as exc:
         raise UserError(f"--rules: {exc}") from None
-
+    recipe = choose_recipe(args.recipe)
+    _stop_on_signals()
+    temporary = not args.data
     data = Path(args.data) if args.data else Path(tempfile.mkdtemp(prefix="space-scheduler-demo-"))
+    try:
+        return _run(args, data, recipe, rules)
+    finally:
+        if temporary:
+            shutil.rmtree(data, ignore_errors=True)
+
+
+def _run(args, data: Path, recipe: str, rules) -> int:
+    from ..emulator.server import start_emulator
+    from ..queue import TaskQueue
+    from ..tasks import Task
+
     port = args.port or _free_port()
     app_url = f"http://127.0.0.1:{port}/"
-    recipe = choose_recipe(args.recipe)
     line = StatusLine()
     started = time.monotonic()
     with start_emulator(data, boot_delay=args.boot_delay, stop_grace=10.0, rules=rules) as hub:
         try:
-            say(f"Hub emulator: {hub.url} (data in {data})")
+            kept = "kept" if args.data else "removed at exit"
+            say(f"Hub emulator: billing at {hub.url}/_emulator/spaces/{SPACE}/billing (data in {data}, {kept})")
             if recipe == "numpy" and args.recipe == "auto":
                 say(f"Example tasks use the numpy example: the transformers recipe needs "
                     f"{', '.join(missing_training_stack())} (pip install 'space-scheduler[train]').")
-            setup(hub.url, port, recipe)
+            setup(hub.url, port, recipe, data)
             queue = TaskQueue.open(f"hf://datasets/{QUEUE_REPO}", token=DEMO_TOKEN, endpoint=hub.url)
             while not (app_answers(app_url) and runtime_of(hub)["stage"] == "RUNNING"):
                 bill = runtime_of(hub)
                 if bill["stage"] in ("RUNTIME_ERROR", "NO_APP_FILE", "BUILD_ERROR"):
                     line.done()
-                    say(f"The Space did not start ({bill['stage']}); its log: "
-                        f"{hub.hub.spaces.log_path(SPACE)}")
+                    say(f"The Space did not start ({bill['stage']}); its log:\n"
+                        + _tail(hub.hub.spaces.log_path(SPACE)))
                     return 1
                 state = f"starting the Space's app ({bill['stage']} on {bill['current'] or '?'})"
                 line.show(f"[{time.monotonic() - started:5.0f}s] {state}", state)
-                time.sleep(0.3)
+                _pause(0.3)
             line.done()
             say(f"\nThe scheduler's Space is up: {app_url}")
             say(f"Space logs: {hub.hub.spaces.log_path(SPACE)}")
@@ -264,14 +304,44 @@ def cmd_demo(args) -> int:
             say("Stopping: the Space's app gets SIGTERM and gives its hardware back.")
             return 0
         finally:
-            # The app first (its worker releases paid hardware on SIGTERM), then the emulator.
-            hub.hub.spaces.supervisor.stop(SPACE, 10.0)
+            # The app (every replica) first: its worker releases paid hardware on SIGTERM. Then the emulator.
+            hub.hub.spaces.supervisor.stop_all(APP_STOP_GRACE_S)
             bill = runtime_of(hub)
             if bill["hardware_changes"] or args.until_idle:
                 counts = _counts(queue) if "queue" in locals() else {}
                 say(summary(bill, counts))
                 if counts:
                     say("\n".join(task_lines(_tasks(queue))))
+
+
+def _stop_on_signals() -> None:
+    """Ctrl-C and SIGTERM both end the demo through its cleanup (the app and the emulator stopped,
+    the temporary folder removed), even when started with SIGINT ignored (`cmd &` in a script).
+    The handler only raises a flag that the demo's loops check: an exception raised at any
+    bytecode could leave one of the in-process emulator's locks held, and the cleanup, which asks
+    the emulator, would then wait forever."""
+
+    def request_stop(signum, frame):
+        _STOP.set()
+
+    try:
+        signal.signal(signal.SIGINT, request_stop)
+        signal.signal(signal.SIGTERM, request_stop)
+    except ValueError:  # not the main thread: signals are not ours to change
+        pass
+
+
+def _pause(seconds: float) -> None:
+    """Sleep, or end the demo (as Ctrl-C does) when a stop was asked for."""
+    if _STOP.wait(seconds):
+        raise KeyboardInterrupt
+
+
+def _tail(path: Path, lines: int = 20) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return f"(no log at {path})"
 
 
 def task_lines(tasks) -> list[str]:
@@ -324,4 +394,4 @@ def _watch(args, hub, queue, line: StatusLine, started: float) -> int:
                 line.done()
                 say(f"Gave up after {args.timeout:.0f}s.")
                 return 1
-        time.sleep(0.5)
+        _pause(0.5)

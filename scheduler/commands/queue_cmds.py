@@ -5,15 +5,24 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import re
 import sys
+from collections import Counter
 from datetime import timedelta
 from pathlib import Path
+from typing import Any, Callable, TypeVar
 
 from .. import schema, validation
-from ..errors import UserError, ValidationError
+from ..errors import SchedulerError, UserError, ValidationError
 from ..schema import LIST_COLUMNS as TABLE_COLUMNS
 from ..tasks import DEFAULT_HARDWARE, DEFAULT_MAX_ATTEMPTS, DEFAULT_TIMEOUT_S, Status, Task
-from .common import add_queue_options, open_queue
+from .common import add_queue_options, hub_endpoint, open_queue, wait_for_hub
+
+T = TypeVar("T")
+_PARAM_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
+# Python spellings that JSON would read as text: almost always a typo for true/false/null.
+_PYTHON_LITERALS = {"True": "true", "False": "false", "None": "null", "nan": None, "NaN": None, "inf": None,
+                    "Infinity": None, "-Infinity": None}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -67,48 +76,115 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=cmd_archive)
 
 
+def _hub(queue, fn: Callable[[], T], what: str) -> T:
+    """`fn` against the queue's store; on the Hub, bounded and with a spinner (see wait_for_hub)."""
+    endpoint = hub_endpoint(queue) if queue.store.describe().startswith("hf://") else None
+    return wait_for_hub(fn, what, endpoint)
+
+
 def cmd_init(args) -> int:
-    queue = open_queue(args)
-    created = queue.init()
+    queue = open_queue(args, short_deadlines=True)
+    created = _hub(queue, queue.init, "creating the queue")
     print(f"{'created' if created else 'already there'}: {queue.store.describe()}")
     return 0
 
 
+def parse_param(item: str) -> tuple[str, Any]:
+    """One `--param KEY=VALUE`: VALUE is JSON when it parses (3, 0.5, true, [1, 2], "text"), else text.
+
+    Stricter than JSON-or-text, because a wrong value here runs (and bills) a whole training:
+    an empty VALUE (most often an unset shell variable: `epochs=$EPOCHS`), a VALUE that starts
+    like JSON but does not parse, Python's True/False/None/nan, and odd keys are refused."""
+    key, sep, raw = item.partition("=")
+    if not sep:
+        raise ValidationError("params", f"--param {item!r} must look like key=value")
+    if not _PARAM_KEY.match(key):
+        raise ValidationError("params", f"--param {item!r}: the key must be a name like epochs or learning_rate")
+    if not raw.strip():
+        raise ValidationError("params", f"--param {item!r} has no value (an unset shell variable?); "
+                                        f"for an empty text write {key}='\"\"'")
+    stripped = raw.strip()
+    if stripped in _PYTHON_LITERALS:
+        json_word = _PYTHON_LITERALS[stripped]
+        hint = f"write {key}={json_word}" if json_word else "JSON has no NaN or infinity"
+        raise ValidationError("params", f"--param {item!r}: {stripped} is Python, not JSON ({hint})")
+    key, value = validation.parse_param_assignment(item)
+    if isinstance(value, str) and stripped[:1] in '[{"':
+        try:
+            json.loads(stripped)
+        except ValueError as exc:
+            raise ValidationError("params", f"--param {item!r}: the value starts like JSON but is not valid JSON "
+                                            f"({exc})") from None
+    return key, value
+
+
 def _params(args) -> dict:
     params = validation.params(args.params) if args.params else {}
+    given: dict[str, str] = {}
     for item in args.param:
-        key, value = validation.parse_param_assignment(item)
+        key, value = parse_param(item)
+        if key in given:
+            raise ValidationError("params", f"--param {key} is given twice ({given[key]!r} and {item!r})")
+        if key in params:
+            raise ValidationError("params", f"{key} is set both by --params and by --param {item!r}")
+        given[key] = item
         params[key] = value
     return validation.params(params)
 
 
-def _flavors(args, queue):
-    """The flavors tasks of this queue may name: the Hub's list for its executor (fallback offline)."""
-    import os
+class _Flavors:
+    """The flavors tasks of this queue may name: the Hub's list for its executor (the fallback table
+    for a local queue or offline), fetched at the first task that passed every other check, so bad
+    input sends nothing to the Hub and opens no queue."""
 
-    from ..flavors import catalog_for
+    def __init__(self, args):
+        self._args, self._catalog = args, None
 
-    executor = args.executor or os.environ.get("SCHEDULER_EXECUTOR") or "space"
-    return catalog_for(executor, getattr(queue.store, "api", None))
+    def check(self, hardware: str) -> None:
+        if self._catalog is None:
+            self._catalog = self._load()
+        self._catalog.check(hardware)
+
+    def _load(self):
+        import os
+
+        from ..flavors import catalog_for
+        from .common import HUB_PREFIX, _endpoint, resolve_queue
+
+        executor = self._args.executor or os.environ.get("SCHEDULER_EXECUTOR") or "space"
+        api = None
+        if resolve_queue(self._args.queue or "").startswith(HUB_PREFIX):
+            from huggingface_hub import HfApi
+
+            api = HfApi(endpoint=_endpoint(self._args), token=self._args.token)
+        return catalog_for(executor, api)
 
 
 def cmd_add(args) -> int:
-    queue = open_queue(args)
-    flavors = _flavors(args, queue)
+    flavors = _Flavors(args)
     if args.from_csv:
         if args.model_id or args.dataset_id:
             raise UserError("give either MODEL DATASET or --from-csv FILE, not both")
         tasks = read_task_file(Path(args.from_csv), flavors)
-        stored = queue.add_many(tasks)
     else:
         if not args.model_id or not args.dataset_id:
             raise UserError("add needs MODEL_ID and DATASET_ID (or --from-csv FILE)")
-        task = Task.new(
+        tasks = [Task.new(
             args.model_id, args.dataset_id, args.hardware, params=_params(args), priority=args.priority,
             max_attempts=args.max_attempts, timeout_s=args.timeout, id=args.id, submitted_by=args.submitted_by,
-        )
-        flavors.check(task.hardware)
-        stored = [queue.add(task)]
+        )]
+        flavors.check(tasks[0].hardware)
+    # Validated before anything is opened: a mistake creates no folder and sends nothing.
+    queue = open_queue(args, short_deadlines=True)
+    try:
+        stored = _hub(queue, lambda: [queue.add(tasks[0])] if len(tasks) == 1 else queue.add_many(tasks),
+                      f"adding {len(tasks)} task(s)")
+    except SchedulerError as exc:
+        if len(tasks) > 1:
+            raise
+        # The ids are ours: re-running with the same one can never make a second task.
+        raise SchedulerError(f"{exc} (the task may or may not be stored: run the same command with "
+                             f"--id {tasks[0].id} to add it at most once)") from None
     for task in stored:
         print(json.dumps(task.to_dict(), ensure_ascii=False) if args.json else f"{task.id} {task.status.value} {task.model_id} {task.dataset_id} {task.hardware}")
     attention = getattr(queue.last_wake, "attention", None)
@@ -174,15 +250,17 @@ def read_task_file(path: Path, flavors=None) -> list[Task]:
 
 
 def cmd_list(args) -> int:
-    queue = open_queue(args)
-    tasks = queue.list(args.status) if args.status else queue.list()
+    queue = open_queue(args, read_only=True, short_deadlines=True)
+    every = _hub(queue, queue.list, "reading the queue")
+    wanted = set(args.status or ())
+    tasks = [t for t in every if not wanted or t.status.value in wanted]
     if args.json:
         for task in tasks:
             print(json.dumps(task.to_dict(), ensure_ascii=False))
         return 0
     print_table([{k: _short(task.to_dict()[k]) for k in TABLE_COLUMNS} for task in tasks], TABLE_COLUMNS)
-    counts = queue.counts()
-    print(", ".join(f"{n} {s.lower()}" for s, n in counts.items() if n) or "no tasks")
+    counts = Counter(t.status.value for t in every)
+    print(", ".join(f"{counts[s.value]} {s.value.lower()}" for s in Status if counts[s.value]) or "no tasks")
     return 0
 
 
@@ -200,24 +278,31 @@ def print_table(rows: list[dict], columns, out=None) -> None:
 
 
 def cmd_show(args) -> int:
-    task = open_queue(args).get(validation.task_id(args.task_id, "task_id"))
+    task_id = validation.task_id(args.task_id, "task_id")
+    queue = open_queue(args, read_only=True, short_deadlines=True)
+    task = _hub(queue, lambda: queue.get(task_id), "reading the queue")
     print(json.dumps(task.to_dict(), ensure_ascii=False, indent=2))
     return 0
 
 
 def cmd_cancel(args) -> int:
-    task = open_queue(args).cancel(validation.task_id(args.task_id, "task_id"), args.reason)
+    task_id = validation.task_id(args.task_id, "task_id")
+    queue = open_queue(args, must_exist=True, short_deadlines=True)
+    task = _hub(queue, lambda: queue.cancel(task_id, args.reason), f"cancelling {task_id}")
     print(f"{task.id} {task.status.value}")
     return 0
 
 
 def cmd_requeue(args) -> int:
-    task = open_queue(args).requeue(validation.task_id(args.task_id, "task_id"))
+    task_id = validation.task_id(args.task_id, "task_id")
+    queue = open_queue(args, must_exist=True, short_deadlines=True)
+    task = _hub(queue, lambda: queue.requeue(task_id), f"requeueing {task_id}")
     print(f"{task.id} {task.status.value}")
     return 0
 
 
 def cmd_archive(args) -> int:
-    moved = open_queue(args).archive(timedelta(days=args.older_than_days))
+    queue = open_queue(args, must_exist=True, short_deadlines=True)
+    moved = _hub(queue, lambda: queue.archive(timedelta(days=args.older_than_days)), "archiving finished tasks")
     print(f"archived {moved} finished task(s)")
     return 0

@@ -15,7 +15,7 @@ import sys
 
 from ..errors import UserError
 from ..redact import redact, register_secret
-from .common import add_token_option
+from .common import CLI_REQUEST_TIMEOUT_S, add_token_option, hub_endpoint, wait_for_hub
 
 DEFAULT_PAID_SLEEP_S = 3600
 
@@ -25,10 +25,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     verbs = space.add_subparsers(dest="space_verb", metavar="ACTION")
     verbs.required = True
 
-    def verb(name: str, help: str, handler, space_arg: bool = True) -> argparse.ArgumentParser:
+    def verb(name: str, help: str, handler) -> argparse.ArgumentParser:
         p = verbs.add_parser(name, help=help)
-        if space_arg:
-            p.add_argument("--space", default=os.environ.get("SPACE_ID"), help="OWNER/NAME (default: $SPACE_ID)")
+        p.add_argument("--space", default=os.environ.get("SPACE_ID"), help="OWNER/NAME (default: $SPACE_ID)")
         add_token_option(p)
         p.set_defaults(handler=handler)
         return p
@@ -68,15 +67,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--build", action="store_true")
     p.add_argument("--follow", action="store_true")
 
-    p = verb("create", "create a Space", cmd_create, space_arg=False)
-    p.add_argument("space_id", metavar="OWNER/NAME")
+    p = verb("create", "create a Space (--space OWNER/NAME)", cmd_create)
+    p.add_argument("space_id", nargs="?", metavar="OWNER/NAME", help=argparse.SUPPRESS)  # the old form
     _config_options(p)
     p.add_argument("--sdk", default="gradio", choices=["gradio", "docker", "static", "streamlit"])
     p.add_argument("--exist-ok", action="store_true")
 
-    p = verb("duplicate", "duplicate a Space (duplicate_repo)", cmd_duplicate, space_arg=False)
-    p.add_argument("from_id", metavar="FROM")
-    p.add_argument("to_id", nargs="?", metavar="TO", help="default: same name under your account")
+    p = verb("duplicate", "duplicate the Space --from OWNER/TEMPLATE as --space OWNER/NAME (duplicate_repo)",
+             cmd_duplicate)
+    p.add_argument("--from", dest="from_space", default=None, metavar="OWNER/NAME", help="the Space to copy")
+    p.add_argument("old_ids", nargs="*", metavar="FROM [TO]", help=argparse.SUPPRESS)  # the old form
     _config_options(p)
     p.add_argument("--exist-ok", action="store_true")
 
@@ -104,7 +104,7 @@ def _api(args):
 
     from ..hub import ensure_http_timeout
 
-    ensure_http_timeout()
+    ensure_http_timeout(CLI_REQUEST_TIMEOUT_S)
     register_secret(args.token)
     # Read now, not at import: the client fixes its default endpoint when first imported.
     args.endpoint = args.endpoint or os.environ.get("HF_ENDPOINT") or None
@@ -136,13 +136,15 @@ def _print_runtime(runtime, as_json: bool = False) -> None:
         print(f"error: {runtime.error}")
 
 
-def _hub_call(fn, what: str):
+def _hub_call(fn, what: str, api, *, bounded: bool = True):
+    """`fn`'s result; a Hub error as one line naming `what`. `bounded`: a silent Hub is an error
+    within the CLI's deadline, with a spinner meanwhile (an upload may rightly take longer)."""
     from huggingface_hub.errors import HfHubHTTPError
 
     from ..hub import describe
 
     try:
-        return fn()
+        return wait_for_hub(fn, what, hub_endpoint(api)) if bounded else fn()
     except HfHubHTTPError as exc:
         raise UserError(f"{what}: {describe(exc)}") from None
 
@@ -200,7 +202,8 @@ def _sleep_for(flavor: str | None, sleep_time: int | None) -> int | None:
 
 
 def cmd_status(args) -> int:
-    _print_runtime(_hub_call(_controller(args).runtime, "status"), args.json)
+    controller = _controller(args)
+    _print_runtime(_hub_call(controller.runtime, "status", controller.api), args.json)
     return 0
 
 
@@ -211,7 +214,7 @@ def cmd_hardware(args) -> int:
         raise UserError(f"{args.flavor!r} is not a hardware flavor; choose one of: {', '.join(FLAVORS)}")
     controller = _controller(args)
     runtime = _hub_call(lambda: controller.request(args.flavor, _sleep_for(args.flavor, args.sleep_time)),
-                        "hardware request")
+                        "hardware request", controller.api)
     if args.wait:
         runtime = controller.wait(lambda rt: rt.settled_on(args.flavor), args.wait) or controller.last_seen or runtime
     _print_runtime(runtime)
@@ -219,33 +222,34 @@ def cmd_hardware(args) -> int:
 
 
 def cmd_pause(args) -> int:
-    _print_runtime(_hub_call(_controller(args).pause, "pause"))
+    controller = _controller(args)
+    _print_runtime(_hub_call(controller.pause, "pause", controller.api))
     return 0
 
 
 def cmd_restart(args) -> int:
     controller = _controller(args)
-    _print_runtime(_hub_call(lambda: controller.restart(factory_reboot=args.factory), "restart"))
+    _print_runtime(_hub_call(lambda: controller.restart(factory_reboot=args.factory), "restart", controller.api))
     return 0
 
 
 def cmd_sleep(args) -> int:
     controller = _controller(args)
-    _print_runtime(_hub_call(lambda: controller.set_sleep_time(args.seconds), "sleep time"))
+    _print_runtime(_hub_call(lambda: controller.set_sleep_time(args.seconds), "sleep time", controller.api))
     return 0
 
 
 def cmd_secret(args) -> int:
     api, space = _api(args), _space(args)
     if args.action == "list":
-        secrets = _hub_call(lambda: api.get_space_secrets(space), "list secrets")
+        secrets = _hub_call(lambda: api.get_space_secrets(space), "list secrets", api)
         for key, secret in sorted(secrets.items()):
             print(f"{key}\t{getattr(secret, 'description', None) or ''}".rstrip())
         return 0
     if not args.key:
         raise UserError(f"secret {args.action} needs a KEY")
     if args.action == "delete":
-        _hub_call(lambda: api.delete_space_secret(space, args.key), "delete secret")
+        _hub_call(lambda: api.delete_space_secret(space, args.key), "delete secret", api)
         print(f"deleted secret {args.key}")
         return 0
     if args.from_env:
@@ -259,7 +263,7 @@ def cmd_secret(args) -> int:
     if not value:
         raise UserError("empty secret value")
     register_secret(value)
-    _hub_call(lambda: api.add_space_secret(space, args.key, value, description=args.description), "set secret")
+    _hub_call(lambda: api.add_space_secret(space, args.key, value, description=args.description), "set secret", api)
     print(f"set secret {args.key} (the Space restarts)")
     return 0
 
@@ -267,19 +271,19 @@ def cmd_secret(args) -> int:
 def cmd_variable(args) -> int:
     api, space = _api(args), _space(args)
     if args.action == "list":
-        variables = _hub_call(lambda: api.get_space_variables(space), "list variables")
+        variables = _hub_call(lambda: api.get_space_variables(space), "list variables", api)
         for key, var in sorted(variables.items()):
             print(f"{key}={redact(var.value or '')}")
         return 0
     if not args.key:
         raise UserError(f"variable {args.action} needs a KEY")
     if args.action == "delete":
-        _hub_call(lambda: api.delete_space_variable(space, args.key), "delete variable")
+        _hub_call(lambda: api.delete_space_variable(space, args.key), "delete variable", api)
         print(f"deleted variable {args.key}")
         return 0
     if args.value is None:
         raise UserError("variable set needs KEY VALUE")
-    _hub_call(lambda: api.add_space_variable(space, args.key, args.value, description=args.description), "set variable")
+    _hub_call(lambda: api.add_space_variable(space, args.key, args.value, description=args.description), "set variable", api)
     print(f"set variable {args.key} (the Space restarts)")
     return 0
 
@@ -287,13 +291,13 @@ def cmd_variable(args) -> int:
 def cmd_volumes(args) -> int:
     api, space = _api(args), _space(args)
     if args.action == "delete":
-        _hub_call(lambda: api.delete_space_volumes(space), "delete volumes")
+        _hub_call(lambda: api.delete_space_volumes(space), "delete volumes", api)
         print("deleted every volume")
         return 0
     volumes = _volumes(args.mounts)
     if not volumes:
         raise UserError("volumes set needs at least one hf://...:/MOUNT")
-    _hub_call(lambda: api.set_space_volumes(space, volumes), "set volumes")
+    _hub_call(lambda: api.set_space_volumes(space, volumes), "set volumes", api)
     for volume in volumes:
         print(f"mounted {volume.type} {volume.source} at {volume.mount_path}")
     return 0
@@ -302,32 +306,59 @@ def cmd_volumes(args) -> int:
 def cmd_logs(args) -> int:
     api, space = _api(args), _space(args)
     try:
-        for line in _hub_call(lambda: api.fetch_space_logs(space, build=args.build, follow=args.follow), "logs"):
+        for line in _hub_call(lambda: api.fetch_space_logs(space, build=args.build, follow=args.follow), "logs", api,
+                              bounded=False):
             print(redact(line.rstrip("\n")), flush=True)
     except KeyboardInterrupt:
         pass
     return 0
 
 
+def _deprecated(verb: str, old: str, new: str) -> None:
+    """The old positional spelling still works for now, with one line saying what replaces it."""
+    print(f"space-scheduler: `space {verb} {old}` is deprecated: write `space {verb} {new}`", file=sys.stderr)
+
+
 def cmd_create(args) -> int:
-    api = _api(args)
+    if args.space_id:
+        if args.space and args.space != os.environ.get("SPACE_ID"):
+            raise UserError("give the Space once: --space OWNER/NAME")
+        _deprecated("create", args.space_id, f"--space {args.space_id}")
+        args.space = args.space_id
+    api, space = _api(args), _space(args)
     url = _hub_call(lambda: api.create_repo(
-        args.space_id, repo_type="space", space_sdk=args.sdk, private=args.private or None, exist_ok=args.exist_ok,
+        space, repo_type="space", space_sdk=args.sdk, private=args.private or None, exist_ok=args.exist_ok,
         space_hardware=args.hardware, space_sleep_time=_sleep_for(args.hardware, args.sleep_time),
         space_secrets=_secrets(args.secret) or None, space_variables=_pairs(args.variable) or None,
-        space_volumes=_volumes(args.volume)), "create")
+        space_volumes=_volumes(args.volume)), "create", api)
     print(f"created {url}")
     return 0
 
 
 def cmd_duplicate(args) -> int:
+    if args.old_ids:
+        if len(args.old_ids) > 2 or args.from_space:
+            raise UserError("write space duplicate --from OWNER/TEMPLATE --space OWNER/NAME")
+        source, *target = args.old_ids
+        flags = f"--from {source}" + (f" --space {target[0]}" if target else "")
+        _deprecated("duplicate", " ".join(args.old_ids), flags)
+        args.from_space = source
+        # The old form's TO defaulted to the same name under your account, never to $SPACE_ID.
+        args.space = target[0] if target else None
+    if not args.from_space:
+        raise UserError("which Space to copy? pass --from OWNER/NAME")
+    from .. import validation
+
+    source = validation.repo_id(args.from_space, "from")
+    # Without --space (nor $SPACE_ID): the same name under your account, as duplicate_repo does.
+    target = validation.repo_id(args.space, "space") if args.space else source.split("/", 1)[1]
     api = _api(args)
     url = _hub_call(lambda: api.duplicate_repo(
-        args.from_id, args.to_id, repo_type="space", private=args.private or None, exist_ok=args.exist_ok,
+        source, target, repo_type="space", private=args.private or None, exist_ok=args.exist_ok,
         space_hardware=args.hardware, space_sleep_time=_sleep_for(args.hardware, args.sleep_time),
         space_secrets=_secrets(args.secret) or None, space_variables=_pairs(args.variable) or None,
-        space_volumes=_volumes(args.volume)), "duplicate")
-    print(f"duplicated {args.from_id} to {url}")
+        space_volumes=_volumes(args.volume)), "duplicate", api)
+    print(f"duplicated {source} to {url}")
     return 0
 
 
@@ -337,6 +368,6 @@ def cmd_upload(args) -> int:
         raise UserError(f"{args.folder!r} is not a folder")
     info = _hub_call(lambda: api.upload_folder(repo_id=space, repo_type="space", folder_path=args.folder,
                                                path_in_repo=args.path_in_repo, commit_message=args.message),
-                     "upload")
+                     "upload", api, bounded=False)
     print(f"uploaded {args.folder} to {space}: {getattr(info, 'commit_url', info)}")
     return 0

@@ -35,8 +35,9 @@ class _HideDroppedResponses(logging.Filter):
         while exc is not None:
             if isinstance(exc, DroppedResponse):
                 return False
-            exc = exc.__cause__ or exc.__context__ or (exc.exceptions[0] if isinstance(exc, BaseExceptionGroup)
-                                                       else None)
+            # An exception group (Python 3.11+, from the server's task group) wraps the cut.
+            grouped = getattr(exc, "exceptions", None)
+            exc = exc.__cause__ or exc.__context__ or (grouped[0] if isinstance(grouped, tuple) and grouped else None)
         return True
 
 

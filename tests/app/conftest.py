@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import signal
 import sys
 
 import pytest
@@ -11,6 +12,12 @@ from tests.support import ROOT, free_port, wait_for  # noqa: F401 (used by this 
 
 APP_FILE = ROOT / "space_app" / "app.py"
 CALLBACKS = ROOT / "tests" / "worker" / "sample_callbacks.py"
+
+
+def sigint_restored() -> None:
+    """A child's `preexec_fn`: Ctrl-C reaches it as on a terminal, even when these tests run in a
+    background job (where the shell starts everything with SIGINT ignored)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def load_app_module():
@@ -64,3 +71,12 @@ def start_app(tmp_path):
     yield start
     for handle in running:
         handle.close()
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Where the browser tests' screenshots are, when some were taken."""
+    from .browser import ARTIFACTS, SAVED
+
+    if SAVED:
+        terminalreporter.write_line(f"{len(SAVED)} screenshot(s) in {ARTIFACTS}: "
+                                    + ", ".join(sorted({p.name for p in SAVED})))

@@ -6,36 +6,75 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from scheduler.access import Access
-from scheduler.dashboard import (cost_summary, filter_tasks, gpu_hours_per_day, hardware_choices, new_task,
-                                 runtime_summary, table_rows)
+from scheduler.access import Access, SignIn
+from scheduler.dashboard import (TABLE_HEADERS, TABLE_WIDTHS, cost_summary, filter_tasks, gpu_hours_per_day,
+                                 hardware_choices, new_task, runtime_summary, status_sentence, table_rows,
+                                 task_detail_html, task_log)
 from scheduler.errors import UserError, ValidationError
+from scheduler.flavors import Catalog, Flavor
 from scheduler.tasks import Status, Task
 
 T0 = datetime(2026, 11, 27, 12, 0, tzinfo=timezone.utc)
+# What the Hub gives a Space whose card says `hf_oauth: true`.
+SPACE_WITH_OAUTH = {"SYSTEM": "spaces", "SPACE_ID": "alice/scheduler", "OAUTH_CLIENT_ID": "id",
+                    "OAUTH_CLIENT_SECRET": "secret", "OAUTH_SCOPES": "openid profile",
+                    "OPENID_PROVIDER_URL": "https://huggingface.co"}
 
 
-def test_on_a_space_only_the_owner_may_submit_by_default_and_anonymous_visitors_are_nobody():
-    access = Access.from_env({"SPACE_ID": "alice/scheduler"})
-    assert access.allowed == {"alice"}
+def test_on_a_space_with_oauth_only_the_owner_may_submit_by_default_and_anonymous_visitors_are_nobody():
+    access = Access.from_env(SPACE_WITH_OAUTH)
+    assert access.sign_in is SignIn.SPACE_OAUTH and access.allowed == {"alice"}
     assert access.identify(oauth_username=None, auth_username="alice", client_host="127.0.0.1") is None
     assert access.identify(oauth_username="alice", auth_username=None, client_host="10.0.0.1") == "alice"
     assert access.can_change("alice") and not access.can_change("mallory") and not access.can_change(None)
     assert not access.can_read("mallory") and "sign in with Hugging Face" in access.refusal(None, "submit")
 
 
+@pytest.mark.parametrize("env", [
+    {"SPACE_ID": "alice/scheduler"},  # off a Space: Gradio mocks the login with the token's owner
+    {**SPACE_WITH_OAUTH, "OAUTH_CLIENT_SECRET": ""},  # a Space without hf_oauth: no OAuth at all
+    {"SYSTEM": "spaces", "SPACE_ID": "alice/scheduler", "SCHEDULER_MOCK_LOGIN": "1"},  # no mock on a Space
+])
+def test_without_the_spaces_oauth_a_hugging_face_profile_is_never_trusted_and_the_app_is_read_only(env):
+    access = Access.from_env(env)
+    assert access.sign_in is SignIn.CLOSED and not access.hugging_face_login
+    for host in ("127.0.0.1", "10.0.0.1"):
+        assert access.identify(oauth_username="alice", auth_username=None, client_host=host) is None
+    refusal = access.refusal(None, "submit tasks")
+    assert refusal.startswith("You must sign in to submit tasks") and "--auth" in refusal
+    access.check_host("0.0.0.0")  # nothing is open to anyone, so any address may serve it
+    with_password = Access.from_env(env, auth="ann:pw")
+    assert with_password.sign_in is SignIn.PASSWORD and with_password.allowed == {"ann"}
+
+
+def test_gradios_mocked_login_is_trusted_only_when_asked_for_and_only_on_loopback():
+    access = Access.from_env({"SPACE_ID": "demo/scheduler", "SCHEDULER_MOCK_LOGIN": "1"})
+    assert access.sign_in is SignIn.MOCK_LOGIN and access.hugging_face_login and access.allowed == {"demo"}
+    assert access.identify(oauth_username="demo", auth_username=None, client_host="127.0.0.1") == "demo"
+    assert access.identify(oauth_username="demo", auth_username=None, client_host="::1") == "demo"
+    assert access.identify(oauth_username="demo", auth_username=None, client_host="192.168.1.7") is None
+    access.check_host("127.0.0.1")
+    with pytest.raises(UserError, match="refusing to serve Gradio's mocked Hugging Face login on 0.0.0.0"):
+        access.check_host("0.0.0.0")
+
+
 def test_the_allow_list_and_public_queue_come_from_the_environment():
-    access = Access.from_env({"SPACE_ID": "alice/s", "SCHEDULER_ALLOWED_USERS": "bob, carol",
+    access = Access.from_env({**SPACE_WITH_OAUTH, "SCHEDULER_ALLOWED_USERS": "bob, carol",
                               "SCHEDULER_PUBLIC_QUEUE": "true"})
     assert access.allowed == {"bob", "carol"} and access.public_queue
     assert access.can_read(None) and not access.can_change(None) and not access.can_change("alice")
 
 
-def test_locally_without_auth_only_loopback_visitors_are_the_local_user():
+def test_locally_without_auth_only_loopback_visitors_are_the_local_user_and_only_on_a_loopback_address():
     access = Access.from_env({})
-    assert access.open_locally
+    assert access.sign_in is SignIn.LOCAL and access.allowed == {access.local_user}
     assert access.identify(oauth_username=None, auth_username=None, client_host="127.0.0.1") == access.local_user
     assert access.identify(oauth_username=None, auth_username=None, client_host="192.168.1.7") is None
+    access.check_host(None)  # Gradio's default, 127.0.0.1
+    access.check_host("localhost")
+    with pytest.raises(UserError, match="refusing to serve an open form on 0.0.0.0.*--auth user:password"):
+        access.check_host("0.0.0.0")
+    Access.from_env({}, auth="ann:pw").check_host("0.0.0.0")  # behind a password it may
 
 
 def test_auth_pairs_are_parsed_and_their_passwords_never_shown():
@@ -56,9 +95,12 @@ def test_a_submission_is_validated_field_by_field_and_submitted_by_is_the_login(
     assert bad.value.field == "priority"
 
 
-def test_the_hardware_dropdown_shows_hourly_prices_and_omits_the_idle_flavor():
-    choices = dict((value, label) for label, value in hardware_choices({"t4-small": 0.4, "a10g-small": 1.0}))
-    assert choices["t4-small"] == "t4-small ($0.40/h)" and "cpu-basic" not in choices
+def test_the_hardware_dropdown_offers_the_hubs_flavors_cheapest_first_with_prices_never_idle_or_zerogpu():
+    offered = Catalog("spaces", {"cpu-basic": Flavor("cpu-basic", 0.0), "t4-small": Flavor("t4-small", 0.4, "T4", 1),
+                                 "a10g-small": Flavor("a10g-small", 1.0, "A10G", 1),
+                                 "zero-a10g": Flavor("zero-a10g", 0.0, "A10G", 1)}, "hub")
+    choices = hardware_choices(offered)
+    assert choices == [("t4-small ($0.40/h)", "t4-small"), ("a10g-small ($1.00/h)", "a10g-small")]
 
 
 def _done(i: int, day: int, seconds: float, hardware="t4-small") -> Task:
@@ -75,8 +117,9 @@ def test_costs_total_per_task_and_gpu_hours_are_grouped_by_day():
     frame = gpu_hours_per_day(tasks)
     assert frame.to_dict("records") == [{"day": "2026-11-27", "hardware": "t4-small", "gpu_hours": 1.0},
                                         {"day": "2026-11-28", "hardware": "t4-small", "gpu_hours": 1.0}]
-    rows = table_rows(filter_tasks(tasks, "DONE"), now=T0)
-    assert [r[0] for r in rows] == ["T3", "T2", "T1"] and rows[0][8] == "1h00m"
+    rows = [dict(zip(TABLE_HEADERS, row)) for row in table_rows(filter_tasks(tasks, "DONE"), now=T0)]
+    assert [r["id"] for r in rows] == ["T3", "T2", "T1"]
+    assert (rows[0]["duration"], rows[0]["cost (USD)"], rows[0]["attempts"]) == ("1h00m", "0.4000", "0/3")
 
 
 def test_the_runtime_summary_counts_time_on_paid_hardware_only():
@@ -86,3 +129,63 @@ def test_the_runtime_summary_counts_time_on_paid_hardware_only():
     status["runtime"]["hardware"] = "cpu-basic"
     assert runtime_summary(status, started=100.0, now=160.0)["gpu_seconds_so_far"] == 0.0
     assert runtime_summary(None, started=0)["worker_state"] == "off"
+
+
+def test_the_table_shows_status_as_a_label_and_the_error_shortened_without_its_attempt_prefix():
+    long_error = "attempt 2: RepositoryNotFoundError: 404 dataset acme/imbd not found " + "x" * 200 + "\nTraceback..."
+    failed = Task.new("a/b", "c/d", id="F1", now=T0).replace(status=Status.FAILED, attempts=2, max_attempts=2,
+                                                             error=long_error)
+    [row] = [dict(zip(TABLE_HEADERS, r)) for r in table_rows([failed], now=T0)]
+    assert row["status"] == '<span class="status-label status-failed">FAILED</span>'
+    assert row["error"].startswith("RepositoryNotFoundError: 404 dataset acme/imbd not found")
+    assert len(row["error"]) == 72 and row["error"].endswith("…") and "Traceback" not in row["error"]
+    assert row["attempts"] == "2/2"
+    assert len(TABLE_WIDTHS) == len(TABLE_HEADERS) and sum(float(w.rstrip("%")) for w in TABLE_WIDTHS) == 100
+
+
+def test_each_status_is_told_in_a_sentence_with_the_reason_in_plain_words():
+    task = Task.new("a/b", "c/d", "a10g-small", id="S1", now=T0)
+    later = T0 + timedelta(minutes=5)
+    assert status_sentence(task, T0) == "Waiting for a10g-small: the Space switches to it when this task's turn comes."
+    retry = task.replace(attempts=1, error="attempt 1: CUDA out of memory", not_before=later)
+    assert status_sentence(retry, T0) == ("Attempt 1 of 3 failed: CUDA out of memory. It runs again after "
+                                          "12:05:00 UTC.")
+    running = task.replace(status=Status.RUNNING, attempts=2, worker="w1", started_at=T0,
+                           error="attempt 1: CUDA out of memory")
+    assert status_sentence(running, T0 + timedelta(seconds=75)) == (
+        "Running on a10g-small for 1m15s (attempt 2 of 3), worker w1. The previous attempt failed: CUDA out of memory.")
+    failed = task.replace(status=Status.FAILED, attempts=3, error="attempt 3: dataset c/d not found")
+    assert status_sentence(failed, T0) == "Failed on attempt 3 of 3: dataset c/d not found"
+    done = task.replace(status=Status.DONE, started_at=T0, finished_at=T0 + timedelta(seconds=192))
+    assert status_sentence(done, T0) == "Done in 3m12s on a10g-small."
+    assert status_sentence(task.replace(status=Status.CANCELLED, error="wrong dataset"), T0) == "Cancelled: wrong dataset"
+
+
+def test_the_detail_shows_fields_params_result_cost_and_the_full_error_escaped_and_redacted():
+    token = "hf_" + "A" * 30
+    task = Task.new("a/b", "c/d", "t4-small", id="D1", params={"epochs": 3}, submitted_by="alice", now=T0).replace(
+        status=Status.FAILED, attempts=1, max_attempts=1, worker="space-1", started_at=T0,
+        finished_at=T0 + timedelta(seconds=30), gpu_seconds=30.0, cost_usd=0.005, result={"loss": 0.5},
+        error=f"attempt 1: <script>alert(1)</script> denied for {token}")
+    html = task_detail_html(task, now=T0)
+    assert 'data-task="D1" data-status="FAILED"' in html and "status-failed" in html
+    for text in ("a/b", "c/d", "2026-11-27T12:00:00Z by alice", "1 of 1, timeout 1h00m each", "space-1",
+                 "$0.0050 for 30s of t4-small", "&quot;epochs&quot;: 3", "&quot;loss&quot;: 0.5",
+                 "Failed on attempt 1 of 1: &lt;script&gt;"):
+        assert text in html, text
+    assert "<script>" not in html and token not in html and "***" in html
+    assert "Select a task" in task_detail_html(None)
+
+
+def test_a_running_tasks_log_is_the_live_tail_and_a_finished_ones_is_the_stored_tail(tmp_path):
+    from scheduler.callbacks import TaskFiles
+
+    task = Task.new("a/b", "c/d", id="L1", now=T0)
+    live = TaskFiles(tmp_path, "L1").log
+    live.parent.mkdir(parents=True)
+    live.write_text("".join(f"step {i}\n" for i in range(300)))
+    label, text = task_log(task.replace(status=Status.RUNNING), tmp_path)
+    assert label == "Log (live, this attempt)" and text.splitlines()[-1] == "step 299" and len(text.splitlines()) == 200
+    done = task.replace(status=Status.DONE, log="loading\nepoch 1 loss 0.4\ndone")
+    assert task_log(done, tmp_path) == ("Log (stored with the outcome)", "loading\nepoch 1 loss 0.4\ndone")
+    assert task_log(task.replace(status=Status.FAILED), tmp_path) == ("Log (none stored for this task)", "")

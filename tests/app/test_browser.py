@@ -14,21 +14,12 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
-
 import pytest
 
-from .conftest import ROOT
+from .browser import CHROMIUM, CHROMIUM_ARGS, DEMO_TOKEN, require_chromium, screenshot
+from .conftest import ROOT, sigint_restored
 
-CHROMIUM = "/usr/bin/chromium"
-ARTIFACTS = ROOT / "test-artifacts"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-DEMO_TOKEN = "hf_demo_local_emulator_token"
-
-if not Path(CHROMIUM).exists() and not os.environ.get("CI"):
-    pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium); CI installs it and fails without it",
-                allow_module_level=True)
+require_chromium()
 
 
 @pytest.fixture
@@ -36,9 +27,8 @@ def demo(tmp_path):
     """`space-scheduler demo` in the background; yields the app's URL; Ctrl-C at the end."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen([sys.executable, "-m", "scheduler", "demo", "--data", str(tmp_path / "hub"),
-                             "--boot-delay", "1", "--recipe", "numpy"],
-                            cwd=tmp_path, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+                             "--boot-delay", "1", "--recipe", "numpy"], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, preexec_fn=sigint_restored)
     lines: list[str] = []
     url = None
     deadline = time.monotonic() + 240
@@ -72,7 +62,6 @@ def demo(tmp_path):
 def page(tmp_path):
     from playwright.sync_api import sync_playwright
 
-    ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as pw:
         context = pw.chromium.launch_persistent_context(
             str(tmp_path / "chromium-profile"), executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS,
@@ -92,12 +81,21 @@ def server_up(url: str) -> bool:
         return False
 
 
+ROW_TEXT = """([id, statuses]) => {
+    // Gradio also keeps a hidden row to measure column widths: only a row showing a status counts.
+    for (const row of document.querySelectorAll('#queue-table [role=row]')) {
+        const text = row.innerText;
+        if (text.includes(id) && statuses.some(s => text.includes(s))) return text;
+    }
+    return '';
+}"""
+
+
 def row_of(page, task_id: str) -> str:
     from playwright.sync_api import Error as PlaywrightError
 
     try:
-        row = page.locator("#queue-table [role=row]", has_text=task_id)
-        return row.first.inner_text(timeout=5_000) if row.count() else ""
+        return page.evaluate(ROW_TEXT, [task_id, ["PENDING", "RUNNING", "DONE", "FAILED", "CANCELLED"]])
     except PlaywrightError:  # the page is being replaced by a reload
         return ""
 
@@ -126,11 +124,11 @@ def wait_for_row(page, task_id: str, status: str, timeout: float, shot: str | No
                     was_down = True
                 quiet_since = time.monotonic()
         if time.monotonic() > deadline:
-            page.screenshot(path=str(ARTIFACTS / "app-failed.png"), full_page=True)
+            screenshot(page, "app-failed.png")
             pytest.fail(f"{task_id} never showed {status}; last row: {text!r}")
         page.wait_for_timeout(200)
     if shot:
-        page.screenshot(path=str(ARTIFACTS / shot), full_page=True)
+        screenshot(page, shot)
 
 
 def test_a_task_submitted_in_the_browser_goes_pending_running_done_with_progress(demo, page):
@@ -148,7 +146,7 @@ def test_a_task_submitted_in_the_browser_goes_pending_running_done_with_progress
     error.get_by_text("Model id").wait_for(timeout=60_000)
     assert "must be OWNER/NAME" in error.inner_text()
     assert "Not submitted" in page.locator("#submit-result").inner_text()
-    page.screenshot(path=str(ARTIFACTS / "app-invalid-input.png"), full_page=True)
+    screenshot(page, "app-invalid-input.png")
 
     page.locator("#field-model_id textarea, #field-model_id input").first.fill("demo/tiny-classifier")
     # batch_size 1 makes the example callback take a few seconds, long enough to watch it run.
@@ -171,7 +169,7 @@ def test_a_task_submitted_in_the_browser_goes_pending_running_done_with_progress
             pytest.fail(f"no progress shown while {task_id} ran; progress: {label!r}")
         page.wait_for_timeout(200)
     assert "epoch" in page.locator("#log textarea").input_value()
-    page.screenshot(path=str(ARTIFACTS / "app-2-running.png"), full_page=True)
+    screenshot(page, "app-2-running.png")
     wait_for_row(page, task_id, "DONE", 180, "app-3-done.png")
     assert "t4-small" in row_of(page, task_id) and "demo" in row_of(page, task_id)
     assert DEMO_TOKEN not in page.content()

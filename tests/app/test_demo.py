@@ -1,11 +1,15 @@
-"""`space-scheduler demo --submit 3 --until-idle`: the README's command, headless, as a user runs it."""
+"""`space-scheduler demo`: headless (`--submit 3 --until-idle`, the README's command) and
+interactive (stopped with Ctrl-C), as a user runs it."""
 
 from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 
@@ -14,7 +18,7 @@ from scheduler.emulator.storage import RepoStore
 from scheduler.errors import UserError
 from tests.recipes.helpers import needs_training
 
-from .conftest import ROOT
+from .conftest import ROOT, sigint_restored
 
 
 def run_demo(tmp_path, *extra: str) -> str:
@@ -71,3 +75,98 @@ def test_auto_falls_back_to_numpy_without_the_training_extra(monkeypatch):
     assert demo_cmd.choose_recipe("numpy") == "numpy"
     with pytest.raises(UserError, match="--recipe transformers needs peft: pip install 'space-scheduler\\[train\\]'"):
         demo_cmd.choose_recipe("transformers")
+
+
+def _processes_with(marker: bytes) -> set[int]:
+    """Processes whose environment holds `marker` (every child of one demo has its Hub's address)."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if marker in (entry / "environ").read_bytes().split(b"\0"):
+                    found.add(int(entry.name))
+            except OSError:  # gone, or not ours to read
+                continue
+    return found
+
+
+def start_interactive_demo(tmp_path) -> tuple[subprocess.Popen, list[str], Path]:
+    """`space-scheduler demo` without --data, its temporary folder under tmp_path; returns once it
+    printed "Open it", with what it printed and its temporary folder."""
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TMPDIR": str(temp)}
+    proc = subprocess.Popen([sys.executable, "-m", "scheduler", "demo", "--boot-delay", "1", "--recipe", "numpy"],
+                            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True, preexec_fn=sigint_restored)
+    out: list[str] = []
+    while not out or not out[-1].startswith("Open it"):
+        line = proc.stdout.readline()
+        if not line:
+            proc.kill()
+            raise AssertionError("the demo ended early:\n" + "".join(out))
+        out.append(line)
+    [data] = list(temp.iterdir())
+    return proc, out, data
+
+
+def stop(proc: subprocess.Popen, signum: int, children: set[int], marker: bytes) -> float:
+    """Send `signum`; seconds until the demo and `children` are gone (SIGKILL after 30 s)."""
+    from tests.support import wait_for
+
+    proc.send_signal(signum)
+    sent = time.monotonic()
+    try:
+        proc.wait(timeout=30)
+        wait_for(lambda: not (_processes_with(marker) & children), 30, "the children to end", every=0.05)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    return time.monotonic() - sent
+
+
+def test_ctrl_c_stops_the_demo_and_a_training_child_within_5s_and_removes_its_temp_folder(tmp_path):
+    """The interactive demo: every URL it prints answers; Ctrl-C while a task trains ends the demo,
+    the Space's app and the training process within 5 s, and the temporary folder goes with them."""
+    import httpx
+
+    from scheduler.queue import TaskQueue
+    from scheduler.tasks import Status, Task
+    from tests.support import wait_for
+
+    proc, out, data = start_interactive_demo(tmp_path)
+    try:
+        urls = re.findall(r"https?://[^\s)]+", "".join(out))
+        assert len(urls) >= 2 and all(httpx.get(u, timeout=10).status_code == 200 for u in urls), urls
+        hub = re.search(r"(http://127\.0\.0\.1:\d+)/_emulator", "".join(out)).group(1)
+        queue = TaskQueue.open("hf://datasets/demo/tasks", token=demo_cmd.DEMO_TOKEN, endpoint=hub)
+        task = queue.add(Task.new("demo/tiny-classifier", "demo/reviews-mini", "t4-small",
+                                  params={"epochs": 100000, "batch_size": 1}, submitted_by="demo"))
+        wait_for(lambda: queue.get(task.id).status is Status.RUNNING, 120, "the task to run", every=0.5)
+        marker = f"HF_ENDPOINT={hub}".encode()
+
+        def app_and_training() -> set[int] | None:
+            pids = _processes_with(marker)
+            return pids if len(pids) >= 2 else None
+
+        children = wait_for(app_and_training, 60, "the app and its training process")
+    except BaseException:
+        os.killpg(proc.pid, signal.SIGKILL)
+        raise
+    took = stop(proc, signal.SIGINT, children, marker)
+    out.append(proc.stdout.read())
+    assert proc.returncode == 0, "".join(out)
+    assert took <= 5.0, f"Ctrl-C took {took:.1f}s to stop the demo and its children"
+    assert not data.exists() and list(data.parent.iterdir()) == []
+
+
+def test_sigterm_stops_the_demo_the_same_way(tmp_path):
+    proc, out, data = start_interactive_demo(tmp_path)
+    hub = re.search(r"(http://127\.0\.0\.1:\d+)/_emulator", "".join(out)).group(1)
+    marker = f"HF_ENDPOINT={hub}".encode()
+    children = _processes_with(marker)
+    assert children  # the Space's app
+    took = stop(proc, signal.SIGTERM, children, marker)
+    out.append(proc.stdout.read())
+    assert proc.returncode == 0 and "Stopping:" in out[-1], "".join(out)
+    assert took <= 5.0 and not data.exists()

@@ -14,10 +14,12 @@ TWO_USERS = {"SCHEDULER_AUTH": "alice:alice-pw,bob:bob-pw", "SCHEDULER_ALLOWED_U
 
 
 def submit(client, model="demo/tiny", dataset="demo/reviews", **fields):
+    """/submit with the form's defaults; `task_id=` sends the client's key too."""
     values = {"hardware": "t4-small", "params": '{"epochs": 2}', "priority": 0, "max_attempts": 3,
               "timeout_s": 600, **fields}
+    key = [values["task_id"]] if "task_id" in values else []
     return client.predict(model, dataset, values["hardware"], values["params"], values["priority"],
-                          values["max_attempts"], values["timeout_s"], api_name="/submit")
+                          values["max_attempts"], values["timeout_s"], *key, api_name="/submit")
 
 
 def test_the_app_names_exactly_the_five_endpoints_clients_use(start_app):

@@ -90,6 +90,9 @@ def test_a_submission_from_a_client_that_does_not_know_the_space_wakes_it_throug
     with deployed_space(emulator, hf_api, tmp_path, monkeypatch, {"SCHEDULER_POLL_S": "600"},
                         "--webhook-url", f"http://127.0.0.1:{port}/webhooks/queue", port=port):
         wait_for(lambda: _answers(port), 60, "the app to answer")
+        # The route is mounted just after the page answers: until then a delivery finds nothing
+        # (the app looks at the queue once it is there, but this test is about the webhook).
+        wait_for(lambda: _webhook_mounted(port), 60, "the webhook route")
         queue = TaskQueue.open(f"hf://datasets/{QUEUE}", token=TEST_TOKEN, endpoint=emulator.url)  # no space=
         task = queue.add(Task.new("demo/model", "demo/data", "t4-small"))
         assert queue.last_wake is None
@@ -102,6 +105,13 @@ def test_a_submission_from_a_client_that_does_not_know_the_space_wakes_it_throug
         _, log = wait_done(emulator, queue, task)
         secret = hf_api.list_webhooks()[0].secret
         assert secret not in log and TEST_TOKEN not in log
+
+
+def _webhook_mounted(port: int) -> bool:
+    try:  # unsigned: refused, but by the route rather than "not found"
+        return httpx.post(f"http://127.0.0.1:{port}/webhooks/queue", content=b"{}", timeout=2).status_code != 404
+    except httpx.HTTPError:
+        return False
 
 
 def _answers(port: int) -> bool:

@@ -65,6 +65,7 @@ def test_from_csv_adds_every_row_in_one_write_or_nothing(tmp_path, capsys):
     ],
 )
 def test_user_mistakes_are_one_line_errors(tmp_path, capsys, argv, words):
+    assert run(capsys, "init", "--queue", str(tmp_path))[0] == 0
     code, out, err = run(capsys, argv[0], "--queue", str(tmp_path), *argv[1:])
     assert code == 2
     assert words in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err

@@ -5,7 +5,6 @@ be renewed, cancels that race the end of a run, a Hub that keeps failing."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import threading
 import time
