@@ -17,12 +17,14 @@ from html import escape
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from . import billing
 from .callbacks import read_progress, tail_log
 from .errors import ValidationError
 from .hardware import IDLE_FLAVOR, is_paid
+from .lease import run_may_continue
 from .redact import redact, register_secret
 from .schema import label
-from .tasks import DEFAULT_HARDWARE, Status, Task, format_time, utcnow
+from .tasks import DEFAULT_HARDWARE, Status, Task, format_time, parse_time, utcnow
 
 ALL = "ALL"
 STATUS_CHOICES = [ALL, *(s.value for s in Status)]
@@ -242,9 +244,18 @@ def format_usd(value: float | None) -> str:
     return f"${value:.4f}" if value < 10 else f"${value:,.2f}"
 
 
-def status_label(status: Status) -> str:
-    """The status as a coloured label (HTML; the colours are the app's `.status-*` CSS)."""
+def status_label(status: Status, stopping: bool = False) -> str:
+    """The status as a coloured label (HTML; the colours are the app's `.status-*` CSS). `stopping`:
+    a cancelled task whose run has not reported its stop yet (see `is_stopping`)."""
+    if stopping:
+        return '<span class="status-label status-stopping">stopping…</span>'
     return f'<span class="status-label status-{status.value.lower()}">{status.value}</span>'
+
+
+def is_stopping(task: Task, now: datetime) -> bool:
+    """Cancelled, but its run may still be going: the worker has not recorded that it stopped (its
+    lease is kept until then; lease.run_may_continue)."""
+    return task.status is Status.CANCELLED and run_may_continue(task, now)
 
 
 _ATTEMPT_PREFIX = re.compile(r"^attempt (\d+): ")
@@ -267,7 +278,7 @@ def short_error(task: Task, limit: int = TABLE_ERROR_CHARS) -> str:
 def table_rows(tasks: Iterable[Task], now: datetime | None = None) -> list[list]:
     """Rows of the queue table, in TABLE_COLUMNS order."""
     now = now or utcnow()
-    return [[t.id, status_label(t.status), t.model_id, t.dataset_id, t.hardware, t.submitted_by,
+    return [[t.id, status_label(t.status, is_stopping(t, now)), t.model_id, t.dataset_id, t.hardware, t.submitted_by,
              f"{t.attempts}/{t.max_attempts}", format_seconds(_duration(t, now)),
              "" if t.cost_usd is None else f"{t.cost_usd:.4f}", short_error(t)] for t in tasks]
 
@@ -297,6 +308,9 @@ def status_sentence(task: Task, now: datetime | None = None) -> str:
         tried = f"attempt {attempt} of {task.max_attempts}"
         return f"Failed on {tried}: {error}" if error else f"Failed on {tried}."
     if task.status is Status.CANCELLED:
+        if is_stopping(task, now):
+            return (f"Stopping ({error or 'cancelled'}): the run gets a few seconds to end, then every process "
+                    f"it started is killed; this says Cancelled once it has stopped.")
         return f"Cancelled: {error}" if error else "Cancelled."
     if task.status is Status.RUNNING:
         tried = f"attempt {task.attempts} of {task.max_attempts}"
@@ -339,7 +353,7 @@ def task_detail_html(task: Task | None, now: datetime | None = None) -> str:
         row("not before", format_time(task.not_before)), row("cost", cost),
     ])
     parts = [f'<div class="task-detail" data-task="{escape(task.id)}" data-status="{task.status.value}">',
-             f'<div class="task-head"><code>{escape(task.id)}</code> {status_label(task.status)}</div>',
+             f'<div class="task-head"><code>{escape(task.id)}</code> {status_label(task.status, is_stopping(task, now))}</div>',
              f'<p class="task-sentence">{escape(status_sentence(task, now))}</p>',
              f'<table class="task-fields">{fields}</table>',
              block("params", task.params or {})]
@@ -386,6 +400,65 @@ def cost_summary(tasks: Iterable[Task]) -> dict:
     }
 
 
+def bill_html(bill: billing.Bill, costs: dict) -> str:
+    """The cost panel's totals: what the Hub bills for the Space's paid periods (billing.bill), the
+    tasks' shares and the overhead; `costs` is cost_summary()'s. Amounts in USD."""
+    shares = f"{format_usd(costs['cost_usd']) or '$0'} over {len(costs['tasks'])} task(s)"
+    if not bill.periods:
+        return (f'<p class="bill"><b>Tasks</b> {shares}. No paid hardware recorded for this Space: it has stayed on '
+                f"free CPU, or its tasks ran as Jobs (each billed on its own, per started minute).</p>")
+    return (f'<p class="bill"><b>Billed</b> <span id="billed-usd">{format_usd(bill.billed_usd)}</span> for '
+            f"{bill.periods} paid period(s), {format_seconds(bill.paid_seconds)} on paid hardware, per started minute"
+            f" · <b>tasks</b> {shares} · <b>overhead</b> {format_usd(bill.overhead_usd)} (boots, switches, "
+            f"waits on paid hardware, rounding up to whole minutes)</p>")
+
+
+def billing_timeline_html(periods: Iterable[billing.Period], tasks: Iterable[Task], prices: Mapping[str, float],
+                          now: datetime | None = None) -> str:
+    """The paid periods as a timeline (inline SVG): a bar per replica on paid hardware, from its
+    start to its end (or now), the runs of tasks on its flavor drawn darker inside it; the rest of a
+    bar is overhead. Each bar's label gives its flavor and its bill (USD, per started minute)."""
+    now = now or utcnow()
+    periods = sorted(periods, key=lambda p: p.start)
+    if not periods:
+        return '<div class="timeline empty">No paid hardware yet: the Space has stayed on free CPU.</div>'
+    begin = periods[0].start
+    end = max((p.end or now) for p in periods)
+    span = max(1.0, (end - begin).total_seconds())
+    width, label_w, row_h = 1000, 230, 26
+
+    def x(when: datetime) -> float:
+        return label_w + (width - label_w - 10) * max(0.0, min(1.0, (when - begin).total_seconds() / span))
+
+    runs = [t for t in tasks if t.started_at and t.gpu_seconds]
+    rows = []
+    for i, period in enumerate(periods):
+        y = 8 + i * row_h
+        stop = period.end or now
+        usd = period.billed_usd(prices.get(period.flavor, 0.0), now)
+        title = (f"{period.flavor} {format_time(period.start)} to {format_time(period.end) or 'now'}: "
+                 f"{period.billed_minutes(now)} min billed, {format_usd(usd)}")
+        rows.append(f'<text x="0" y="{y + 15}" font-size="12">{escape(period.flavor)} · {format_usd(usd)}'
+                    f'{"" if period.end else " (running)"}</text>'
+                    f'<rect class="period" x="{x(period.start):.1f}" y="{y}" width="{max(2.0, x(stop) - x(period.start)):.1f}" '
+                    f'height="{row_h - 8}" fill="#fde68a"><title>{escape(title)}</title></rect>')
+        for task in runs:
+            started = max(task.started_at, period.start)
+            finished = min(task.finished_at or now, stop)
+            if task.hardware != period.flavor or finished <= started:
+                continue
+            rows.append(f'<rect class="run" x="{x(started):.1f}" y="{y + 3}" width="{max(2.0, x(finished) - x(started)):.1f}" '
+                        f'height="{row_h - 14}" fill="#2563eb"><title>{escape(task.id)}: '
+                        f'{format_seconds(task.gpu_seconds)}, {format_usd(task.cost_usd or 0.0)}</title></rect>')
+    height = 8 + len(periods) * row_h + 18
+    axis = (f'<text x="{label_w}" y="{height - 4}" font-size="11">{begin:%Y-%m-%d %H:%M} UTC</text>'
+            f'<text x="{width - 10}" y="{height - 4}" font-size="11" text-anchor="end">{end:%H:%M} UTC</text>')
+    legend = ('<div class="timeline-legend"><span style="background:#fde68a"></span> paid, no task '
+              '(boot, switch, wait) <span style="background:#2563eb"></span> a task running</div>')
+    return (f'<div class="timeline"><svg viewBox="0 0 {width} {height}" width="100%" role="img" '
+            f'aria-label="paid periods">{"".join(rows)}{axis}</svg>{legend}</div>')
+
+
 def gpu_hours_per_day(tasks: Iterable[Task]):
     """GPU hours by finish day (UTC) and flavor, for a bar plot."""
     import pandas as pd
@@ -406,7 +479,9 @@ def gpu_hours_per_day(tasks: Iterable[Task]):
 
 
 def runtime_summary(status: dict | None, started: float, now: float | None = None) -> dict:
-    """Stage, hardware, the worker's last decision and its reason, time on paid hardware so far."""
+    """The worker's status (Worker.status()) as the page and the `/status` API show it: stage,
+    hardware, the last decision and its reason, the runs going (task, flavor, seconds, stopping),
+    a wait (what, until), the time this process has been on paid hardware (seconds)."""
     now = time.time() if now is None else now
     status = status or {}
     runtime = status.get("runtime") or {}
@@ -417,12 +492,17 @@ def runtime_summary(status: dict | None, started: float, now: float | None = Non
         "stage": runtime.get("stage") or "",
         "hardware": hardware or "",
         "requested_hardware": runtime.get("requested_hardware") or "",
+        "executor": status.get("executor") or "",
         "worker_state": status.get("state") or "off",
+        "target": status.get("target") or "",
         "action": status.get("action") or "",
         "reason": redact(status.get("reason") or ""),
         "decided_at": status.get("decided_at") or "",
+        "waiting": status.get("waiting"),
+        "stop_reason": status.get("stop_reason") or "",
         "gpu_seconds_so_far": on_gpu,
         "running_task": status.get("task") or "",
+        "runs": status.get("runs") or [],
         "progress": status.get("progress"),
         "done": status.get("done", 0),
         "failed": status.get("failed", 0),
@@ -430,18 +510,67 @@ def runtime_summary(status: dict | None, started: float, now: float | None = Non
     }
 
 
-def runtime_markdown(summary: dict) -> str:
-    lines = [
-        f"**Stage** {summary['stage'] or '?'} · **hardware** {summary['hardware'] or '?'}"
-        f" · **requested** {summary['requested_hardware'] or '?'}",
-        f"**Worker** {summary['worker_state']}: {summary['action'] or '-'}"
-        + (f" — {summary['reason']}" if summary["reason"] else ""),
-    ]
-    if summary["gpu_seconds_so_far"]:
-        lines.append(f"**On paid hardware for** {format_seconds(summary['gpu_seconds_so_far'])}")
+RESTART_NOTE = "the Space restarts, usually 1-3 min; this page reconnects by itself"
+
+
+def runtime_lines(summary: dict, prices: Mapping[str, float]) -> list[str]:
+    """The runtime panel in plain words, a sentence per line: what the worker does, what a run has
+    cost so far (USD at `prices`, USD per hour by flavor), what it waits for. No stage or class
+    names: `summary` is runtime_summary()'s."""
+    state = summary["worker_state"]
+    if state == "off":
+        return ["No worker runs in this app: tasks wait for a worker started elsewhere."]
+    local = summary["executor"] == "local" or summary["hardware"] == "local"
+    lines = []
+    if state == "stopped":
+        lines.append(f"The worker has stopped ({summary['stop_reason'] or 'stopped'}): tasks wait until it starts again.")
+    waiting = summary["waiting"] or {}
+    if waiting:
+        until = parse_time(waiting.get("until"), "until")
+        when = f"until {until:%H:%M} UTC" if until else "a while"
+        what = str(waiting.get("what") or "")
+        if "commit quota" in what:
+            lines.append(f"Waiting for the commit quota {when}: the Hub takes 128 commits an hour per repository. "
+                         "Finished tasks are kept by the worker and recorded then; nothing is lost.")
+        else:
+            lines.append(f"Waiting for {what} {when}.")
+    for run in summary["runs"]:
+        flavor = run.get("flavor") or "?"
+        where = "this machine" if local else flavor
+        if run.get("stopping"):
+            lines.append(f"Stopping {run['task']} on {where} ({run['stopping']}): it gets a few seconds to end, "
+                         "then every process it started is killed.")
+            continue
+        seconds = float(run.get("seconds") or 0.0)
+        cost = "" if local else f", {format_usd(seconds / 3600 * prices.get(flavor, 0.0))} so far"
+        lines.append(f"Training {run['task']} on {where}: {format_seconds(seconds)}{cost}.")
+    if not summary["runs"] and state != "stopped":
+        hardware = summary["hardware"]
+        target = summary["target"] if state == "switching" else summary["requested_hardware"]
+        if local:
+            lines.append("Idle on this machine: waiting for tasks.")
+        elif summary["executor"] == "jobs":
+            lines.append(f"Idle on {hardware or IDLE_FLAVOR} (free): each task runs as a Hugging Face Job of its flavor.")
+        elif target and hardware and target != hardware:
+            if prices.get(target, 0.0) > 0:
+                lines.append(f"Switching to {target}: {RESTART_NOTE}.")
+            else:
+                lines.append(f"Giving back {hardware}: switching to {target} (free); {RESTART_NOTE}.")
+        elif hardware and prices.get(hardware, 0.0) > 0:
+            lines.append(f"On {hardware} ({format_usd(prices[hardware])}/h) between tasks: given back when "
+                         "nothing is left to run.")
+        elif hardware:
+            lines.append(f"Idle on {hardware} (free).")
+        else:
+            lines.append("Starting: reading the Space's hardware.")
     if summary["last_error"]:
-        lines.append(f"**Last error** {summary['last_error']}")
-    return "  \n".join(lines)
+        lines.append(f"Last problem: {summary['last_error']}")
+    return lines
+
+
+def runtime_html(summary: dict, prices: Mapping[str, float]) -> str:
+    """runtime_lines() as the page's panel: a paragraph each, escaped."""
+    return '<div class="runtime">' + "".join(f"<p>{escape(line)}</p>" for line in runtime_lines(summary, prices)) + "</div>"
 
 
 def running_view(task_id: str | None, work_dir: str | os.PathLike | None, lines: int = 30) -> tuple[float, str, str]:

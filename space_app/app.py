@@ -16,6 +16,7 @@ SPACE_ID, HF_TOKEN, HF_ENDPOINT.
 """
 
 import argparse
+import hashlib
 import os
 import sys
 import threading
@@ -25,10 +26,11 @@ from pathlib import Path
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
+from scheduler import billing  # noqa: E402
 from scheduler import dashboard as dash  # noqa: E402
 from scheduler.access import Access  # noqa: E402
 from scheduler.errors import InvalidTransition, TaskNotFound, UserError, ValidationError  # noqa: E402
-from scheduler.flavors import catalog_for  # noqa: E402
+from scheduler.flavors import catalog, catalog_for  # noqa: E402
 from scheduler.hub import describe  # noqa: E402
 from scheduler.queue import TaskQueue  # noqa: E402
 from scheduler.redact import redact, register_secret  # noqa: E402
@@ -36,6 +38,7 @@ from scheduler.tasks import Task, new_task_id  # noqa: E402
 
 APP_DIR = Path(__file__).resolve().parent
 WAKE_DELAY_S = 2.0
+PERIODS_TTL_S = 15.0
 # Imported by load_gradio(), after the worker has started: on a Space that just booted onto a GPU,
 # importing gradio takes seconds that are billed, and the worker does not need it.
 gr = None
@@ -68,11 +71,43 @@ CSS = """
 .status-done { background: #dcfce7; color: #166534; }
 .status-failed { background: #fee2e2; color: #991b1b; }
 .status-cancelled { background: #e5e7eb; color: #374151; }
+.status-stopping { background: #fde68a; color: #92400e; }
+.runtime p { margin: 0.2em 0; }
+.timeline-legend { font-size: 0.85em; }
+.timeline-legend span { display: inline-block; width: 0.9em; height: 0.9em; margin: 0 0.3em 0 0.8em;
+  vertical-align: middle; }
+#restart-note { position: fixed; top: 0; left: 0; right: 0; z-index: 1000; padding: 0.5em 1em;
+  background: #dbeafe; color: #1e3a8a; text-align: center; font-weight: 600; }
 .task-detail .task-head { font-size: 1.05em; margin-bottom: 0.3em; }
 .task-detail .task-sentence { margin: 0.3em 0 0.6em; }
 .task-detail table.task-fields th { text-align: left; padding-right: 1em; white-space: nowrap; font-weight: 600; }
 .task-detail pre { white-space: pre-wrap; overflow-wrap: anywhere; max-height: 16em; overflow: auto; }
 """
+
+
+# The Space restarts on every hardware switch. Gradio's page then shows a red "Connection Lost" error
+# toast and reloads itself once the server answers again; a restart is expected here, so the toast
+# gives way to a plain note (the reload still happens, and the page keeps its filter and selection).
+HEAD = """<script>
+(() => {
+  const LOST = "Connection to the server was lost";
+  const note = () => {
+    if (document.getElementById("restart-note")) return;
+    const div = document.createElement("div");
+    div.id = "restart-note";
+    div.textContent = "The Space is restarting (a hardware switch, usually 1-3 min); this page reconnects by itself.";
+    document.body.appendChild(div);
+  };
+  new MutationObserver(() => {
+    for (const el of document.querySelectorAll("[data-testid='toast-body'], .toast-body")) {
+      if (el.textContent.includes(LOST) && el.style.display !== "none") {
+        el.style.display = "none";
+        note();
+      }
+    }
+  }).observe(document.documentElement, {childList: true, subtree: true});
+})();
+</script>"""
 
 
 class SchedulerApp:
@@ -85,10 +120,26 @@ class SchedulerApp:
         self.worker = dash.build_worker(settings) if settings.worker else None
         self.work_dir = self.worker.work_dir if self.worker else settings.work_dir
         self.startup_error = ""
+        self._periods: tuple[float, list] | None = None
         try:
             self.queue.init()
         except Exception as exc:  # shown on the page; the worker keeps retrying on its own
             self.startup_error = redact(describe(exc))
+
+    def periods(self) -> list:
+        """The Space's paid periods (billing/periods.csv of the queue dataset), read at most every
+        PERIODS_TTL_S; the last copy while the Hub does not answer."""
+        now = time.monotonic()
+        if self._periods is None or now - self._periods[0] > PERIODS_TTL_S:
+            try:
+                self._periods = (now, billing.parse(self.queue.read_file(billing.PERIODS_PATH)))
+            except Exception:
+                self._periods = (now, self._periods[1] if self._periods else [])
+        return self._periods[1]
+
+    def space_catalog(self):
+        """The Space flavors and their prices: what the Space's paid periods are billed at."""
+        return catalog(getattr(self.queue.store, "api", None), "spaces")
 
     def catalog(self):
         """The flavors a task may name here: the worker's executor's (Space or Job flavors), or
@@ -162,30 +213,44 @@ class SchedulerApp:
 
     def refresh(self, status_filter: str, user: str | None, selected: str | None = None, fresh: bool = False,
                 added: Task | None = None):
-        """What the page's timer shows: (table rows, runtime, progress, running log, cost totals,
-        GPU plot, cost rows, selected task's detail, its log). `fresh` after the user's own change:
-        from a read that sees it (a timer tick may show the copy a read under way replaces).
+        """What the page's timer shows: (table rows, runtime, progress, running log, bill, billing
+        timeline, GPU plot, cost rows, selected task's detail, its log). `fresh` after the user's own
+        change: from a read that sees it (a timer tick may show the copy a read under way replaces).
         `added`: the task this user just submitted, shown in the last copy without reading again
         (the form's answer must not wait for the Hub)."""
         summary = self.status()
+        runtime = dash.runtime_html(summary, self._prices(self.catalog))
         if not self.access.can_read(user):
             hidden = self.access.refusal(user, "see the queue")
-            return ([], dash.runtime_markdown(summary), dash.progress_html(0.0, hidden), "", hidden,
-                    dash.gpu_hours_per_day([]), [], dash.task_detail_html(None), "")
+            return ([], runtime, dash.progress_html(0.0, hidden), "", hidden, "",
+                    gr.update(value=dash.gpu_hours_per_day([]), visible=False), [], dash.task_detail_html(None), "")
         if added is None:
             tasks = self.cached.tasks(fresh=fresh)
         else:
             tasks = [t for t in self.cached.last_copy() if t.id != added.id] + [added]
         fraction, label, log = dash.running_view(summary["running_task"], self.work_dir)
+        now = self.queue.clock()
+        prices = self._prices(self.space_catalog)
+        periods = [p for p in self.periods() if not self.settings.space_id or p.space == self.settings.space_id]
         costs = dash.cost_summary(tasks)
-        totals = (f"**GPU time** {dash.format_seconds(costs['gpu_seconds']) or '0s'} · "
-                  f"**cost** ${costs['cost_usd']:.4f} over {len(costs['tasks'])} task(s)")
+        totals = dash.bill_html(billing.bill(periods, tasks, prices, now), costs)
+        per_day = dash.gpu_hours_per_day(tasks)
+        if per_day.empty:
+            totals += '<p class="gpu-empty">GPU hours per day: none yet (the plot shows once a task has run on a GPU).</p>'
         cost_rows = [[c["id"], c["hardware"], c["gpu_seconds"], c["cost_usd"]] for c in costs["tasks"]]
         task = dash.find_task(tasks, selected)
         log_label, task_log = dash.task_log(task, self.work_dir)
-        return (dash.table_rows(dash.filter_tasks(tasks, status_filter)), dash.runtime_markdown(summary),
-                dash.progress_html(fraction, label), log, totals, dash.gpu_hours_per_day(tasks), cost_rows,
-                dash.task_detail_html(task), gr.update(value=task_log, label=log_label))
+        return (dash.table_rows(dash.filter_tasks(tasks, status_filter), now), runtime,
+                dash.progress_html(fraction, label), log, totals, dash.billing_timeline_html(periods, tasks, prices, now),
+                gr.update(value=per_day, visible=not per_day.empty), cost_rows,
+                dash.task_detail_html(task, now), gr.update(value=task_log, label=log_label))
+
+    @staticmethod
+    def _prices(catalog) -> dict:
+        try:
+            return catalog().prices()
+        except Exception:  # a price list is never worth a failed refresh
+            return {}
 
     def build(self):
         load_gradio()
@@ -232,7 +297,7 @@ class SchedulerApp:
 
                 with gr.Column(scale=2):
                     gr.Markdown("## Runtime")
-                    runtime_md = gr.Markdown(elem_id="runtime")
+                    runtime_md = gr.HTML(elem_id="runtime")
                     progress = gr.HTML(dash.progress_html(0.0, "No task is running."), elem_id="progress")
                     log = gr.Textbox(label="Log of the running task", lines=8, max_lines=8, interactive=False,
                                      elem_id="log")
@@ -256,14 +321,15 @@ class SchedulerApp:
                                           elem_id="task-log")
 
             gr.Markdown("## Cost")
-            totals_md = gr.Markdown(elem_id="cost-totals")
+            totals_md = gr.HTML(elem_id="cost-totals")
+            timeline = gr.HTML(elem_id="billing-timeline")
             with gr.Row():
                 plot = gr.BarPlot(dash.gpu_hours_per_day([]), x="day", y="gpu_hours", color="hardware",
-                                  title="GPU hours per day", elem_id="gpu-plot")
+                                  title="GPU hours per day", elem_id="gpu-plot", visible=False)
                 cost_table = gr.Dataframe(headers=["id", "hardware", "GPU s", "USD"], value=[], interactive=False,
                                           elem_id="cost-table")
 
-            views = [table, runtime_md, progress, log, totals_md, plot, cost_table, detail, task_log]
+            views = [table, runtime_md, progress, log, totals_md, timeline, plot, cost_table, detail, task_log]
 
             def on_refresh(status_value, selected_id, request: gr.Request, profile: gr.OAuthProfile | None):
                 return self.refresh(status_value, self.user(request, profile), selected_id)
@@ -271,7 +337,18 @@ class SchedulerApp:
             def on_own_change(status_value, selected_id, request: gr.Request, profile: gr.OAuthProfile | None):
                 return self.refresh(status_value, self.user(request, profile), selected_id, fresh=True)
 
-            def on_load(status_value, selected_id, request: gr.Request, profile: gr.OAuthProfile | None):
+            # The filter and the selected task live in the browser too: the page reloads itself after
+            # each restart of the Space and picks up where it was.
+            # Its secret only has to outlive a restart (Gradio's default is new in every process); a
+            # filter and a task id are nothing to hide.
+            view = gr.BrowserState({"status": dash.ALL, "task": ""}, storage_key="space-scheduler-view",
+                                   secret=hashlib.sha256(f"space-scheduler view {self.settings.queue_url}".encode()).hexdigest())
+
+            def on_load(status_value, selected_id, kept, request: gr.Request, profile: gr.OAuthProfile | None):
+                kept = kept if isinstance(kept, dict) else {}
+                if kept.get("status") in dash.STATUS_CHOICES:
+                    status_value = kept["status"]
+                selected_id = str(kept.get("task") or selected_id or "")
                 user = self.user(request, profile)
                 if user is None:
                     who = "Not signed in: " + self.access.refusal(None, "submit tasks")
@@ -279,7 +356,7 @@ class SchedulerApp:
                     who = f"Signed in as **{user}**: you may submit, cancel and requeue."
                 else:
                     who = f"Signed in as **{user}** (not on the allow-list: read only)."
-                return (who, new_task_id(), *self.refresh(status_value, user, selected_id))
+                return (who, new_task_id(), status_value, selected_id, *self.refresh(status_value, user, selected_id))
 
             def on_submit(status_value, key, model_id, dataset_id, hardware, params, priority, max_attempts,
                           timeout_s, request: gr.Request, profile: gr.OAuthProfile | None):
@@ -309,7 +386,11 @@ class SchedulerApp:
                     user = self.user(request, profile)
                     try:
                         task = self.change(user, task_id, verb)
-                        message = f"Task `{task.id}` is now {task.status.value}."
+                        if dash.is_stopping(task, self.queue.clock()):
+                            message = (f"Task `{task.id}` is stopping: its run gets a few seconds to end, then "
+                                       f"every process it started is killed. It shows CANCELLED once stopped.")
+                        else:
+                            message = f"Task `{task.id}` is now {task.status.value}."
                     except gr.Error as exc:
                         message = f"Not done: {exc.message}"
                     return (message, *self.refresh(status_value, user, task_id, fresh=True))
@@ -321,9 +402,12 @@ class SchedulerApp:
 
             private = dict(api_visibility="private")
             watched = [status_filter, selected]
-            blocks.load(on_load, watched, [whoami, submit_key, *views], **private)
+            blocks.load(on_load, [*watched, view], [whoami, submit_key, status_filter, selected, *views], **private)
+            for component in watched:
+                component.change(lambda status_value, selected_id: {"status": status_value, "task": selected_id},
+                                 watched, view, show_progress="hidden", **private)
             gr.Timer(self.settings.refresh_s).tick(on_refresh, watched, views, show_progress="hidden", **private)
-            status_filter.change(on_refresh, watched, views, **private)
+            status_filter.change(on_refresh, watched, views, show_progress="hidden", **private)
             # The answer goes out as soon as the task is stored; a fresh read follows in a second call.
             submit_btn.click(on_submit, [status_filter, submit_key, *inputs.values()],
                              [*errors.values(), submitted, selected, submit_key, *views], **private
@@ -393,7 +477,7 @@ class SchedulerApp:
         blocking = not kwargs.pop("prevent_thread_lock", False)
         result = blocks.queue(default_concurrency_limit=8).launch(
             server_name=host, server_port=port, auth=list(self.access.auth) or None, share=False,
-            ssr_mode=False, show_error=True, css=CSS, footer_links=[], prevent_thread_lock=True, **kwargs)
+            ssr_mode=False, show_error=True, css=CSS, head=HEAD, footer_links=[], prevent_thread_lock=True, **kwargs)
         secret = webhook_secret or os.environ.get("WEBHOOK_SECRET")
         if secret and self.worker is not None:
             # A Hub webhook on the queue dataset wakes the worker on any commit, from any client.

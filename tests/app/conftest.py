@@ -46,7 +46,8 @@ class RunningApp:
 
 @pytest.fixture
 def start_app(tmp_path):
-    """start_app(env={...}, worker=False, callback="ok", token=None) -> RunningApp on a folder queue."""
+    """start_app(env={...}, worker=False, callback="ok", token=None, port=None) -> RunningApp on a folder
+    queue (the same folder for every app a test starts: a second one on the same port is a restart)."""
     from scheduler.access import Access
     from scheduler.dashboard import AppSettings
 
@@ -54,14 +55,14 @@ def start_app(tmp_path):
     running: list[RunningApp] = []
 
     def start(env: dict | None = None, *, worker: bool = False, callback: str = "ok",
-              token: str | None = None, webhook_secret: str | None = None) -> RunningApp:
+              token: str | None = None, webhook_secret: str | None = None, port: int | None = None) -> RunningApp:
         settings = AppSettings(queue_url=str(tmp_path / "queue"), callback=f"{CALLBACKS}:{callback}", token=token,
                                work_dir=str(tmp_path / "work"), worker=worker,
                                worker_options=dict(poll_s=0.2, lease_s=30, stop_grace_s=1, watch_s=0.5))
         app = module.SchedulerApp(settings, Access.from_env(env or {}))
         blocks = app.build()
         app.start_worker(signals=False)
-        port = free_port()
+        port = port or free_port()
         app.launch(blocks, host="127.0.0.1", port=port, prevent_thread_lock=True, quiet=True,
                    webhook_secret=webhook_secret)
         handle = RunningApp(app, blocks, f"http://127.0.0.1:{port}/")

@@ -7,9 +7,10 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from scheduler.access import Access, SignIn
-from scheduler.dashboard import (TABLE_HEADERS, TABLE_WIDTHS, cost_summary, filter_tasks, gpu_hours_per_day,
-                                 hardware_choices, new_task, runtime_summary, status_sentence, table_rows,
-                                 task_detail_html, task_log)
+from scheduler import billing
+from scheduler.dashboard import (TABLE_HEADERS, TABLE_WIDTHS, bill_html, billing_timeline_html, cost_summary,
+                                 filter_tasks, gpu_hours_per_day, hardware_choices, new_task, runtime_lines,
+                                 runtime_summary, status_sentence, table_rows, task_detail_html, task_log)
 from scheduler.errors import UserError, ValidationError
 from scheduler.flavors import Catalog, Flavor
 from scheduler.tasks import Status, Task
@@ -129,6 +130,69 @@ def test_the_runtime_summary_counts_time_on_paid_hardware_only():
     status["runtime"]["hardware"] = "cpu-basic"
     assert runtime_summary(status, started=100.0, now=160.0)["gpu_seconds_so_far"] == 0.0
     assert runtime_summary(None, started=0)["worker_state"] == "off"
+
+
+PRICES = {"cpu-basic": 0.0, "t4-small": 0.4}
+
+
+def _words(status: dict) -> list[str]:
+    return runtime_lines(runtime_summary(status, started=0.0, now=0.0), PRICES)
+
+
+def _on(hardware: str, requested: str | None = None) -> dict:
+    return {"stage": "RUNNING", "hardware": hardware, "requested_hardware": requested or hardware}
+
+
+def test_the_runtime_panel_says_what_happens_in_plain_words_with_the_cost_so_far():
+    assert _words({"state": "serving", "executor": "space", "runtime": _on("cpu-basic")}) == ["Idle on cpu-basic (free)."]
+    switching = _words({"state": "switching", "target": "t4-small", "executor": "space", "runtime": _on("cpu-basic")})
+    assert switching == ["Switching to t4-small: the Space restarts, usually 1-3 min; this page reconnects by itself."]
+    giving_back = _words({"state": "serving", "executor": "space", "runtime": _on("t4-small", "cpu-basic")})
+    assert giving_back[0].startswith("Giving back t4-small: switching to cpu-basic (free)")
+    training = _words({"state": "running", "executor": "space", "runtime": _on("t4-small"),
+                       "runs": [{"task": "T1", "flavor": "t4-small", "seconds": 180.0, "stopping": None}]})
+    assert training == ["Training T1 on t4-small: 3m00s, $0.0200 so far."]  # 3 min at $0.40/h
+    stopping = _words({"state": "running", "executor": "space", "runtime": _on("t4-small"),
+                       "runs": [{"task": "T1", "flavor": "t4-small", "seconds": 9.0, "stopping": "cancelled"}]})
+    assert stopping[0].startswith("Stopping T1 on t4-small (cancelled)")
+    quota = _words({"state": "serving", "executor": "space", "runtime": _on("cpu-basic"),
+                    "waiting": {"what": "the commit quota of hf://datasets/a/q (429)", "until": "2026-11-30T14:05:00Z"}})
+    assert quota[0].startswith("Waiting for the commit quota until 14:05 UTC")
+    assert _words(None) == ["No worker runs in this app: tasks wait for a worker started elsewhere."]
+    local = _words({"state": "running", "executor": "local", "runtime": _on("local"),
+                    "runs": [{"task": "T2", "flavor": "local", "seconds": 61.0, "stopping": None}]})
+    assert local == ["Training T2 on this machine: 1m01s."]
+    every = " ".join(switching + training + quota + giving_back)
+    for jargon in ("APP_STARTING", "RUNNING", "RunTask", "Serve", "RequestHardware", "Downgrade"):
+        assert jargon not in every
+
+
+def test_a_cancelled_task_whose_run_has_not_stopped_yet_shows_stopping_then_cancelled():
+    running = Task.new("a/b", "c/d", id="C1", now=T0).replace(status=Status.RUNNING, attempts=1, lease_id="L1",
+                                                            lease_until=T0 + timedelta(hours=1), started_at=T0)
+    stopping = running.replace(status=Status.CANCELLED, finished_at=T0, error="cancelled by alice")
+    [row] = [dict(zip(TABLE_HEADERS, r)) for r in table_rows([stopping], now=T0 + timedelta(seconds=5))]
+    assert "stopping…" in row["status"]
+    assert status_sentence(stopping, now=T0 + timedelta(seconds=5)).startswith("Stopping (cancelled by alice)")
+    stopped = stopping.replace(lease_id="", lease_until=None)  # the worker recorded the stop
+    [row] = [dict(zip(TABLE_HEADERS, r)) for r in table_rows([stopped], now=T0 + timedelta(seconds=5))]
+    assert "CANCELLED" in row["status"] and status_sentence(stopped) == "Cancelled: cancelled by alice"
+
+
+def test_the_bill_is_the_paid_periods_per_started_minute_split_into_task_shares_and_overhead():
+    # A boot, a 3 min task and a wait: 5 min 30 s on t4-small, billed as 6 started minutes.
+    period = billing.Period("home#b1", "alice/s", "t4-small", T0, T0 + timedelta(minutes=5, seconds=30), "stop")
+    task = _done(1, 0, 180).replace(started_at=T0 + timedelta(minutes=1), finished_at=T0 + timedelta(minutes=4))
+    bill = billing.bill([period], [task], PRICES, now=T0 + timedelta(hours=1))
+    assert bill.billed_usd == pytest.approx(6 * 0.4 / 60) and bill.tasks_usd == pytest.approx(0.02)
+    assert bill.overhead_usd == pytest.approx(0.04 - 0.02)
+    html = bill_html(bill, cost_summary([task]))
+    assert "$0.0400" in html and "$0.0200 over 1 task(s)" in html and "1 paid period(s)" in html
+    timeline = billing_timeline_html([period], [task], PRICES, now=T0 + timedelta(hours=1))
+    assert timeline.count('class="period"') == 1 and timeline.count('class="run"') == 1
+    assert "t4-small · $0.0400" in timeline
+    assert "No paid hardware yet" in billing_timeline_html([], [task], PRICES)
+    assert "No paid hardware recorded" in bill_html(billing.bill([], [], PRICES), cost_summary([]))
 
 
 def test_the_table_shows_status_as_a_label_and_the_error_shortened_without_its_attempt_prefix():
