@@ -564,7 +564,8 @@ def runtime_lines(summary: dict, prices: Mapping[str, float]) -> list[str]:
         else:
             lines.append("Starting: reading the Space's hardware.")
     if summary["last_error"]:
-        lines.append(f"Last problem: {summary['last_error']}")
+        first = summary["last_error"].strip().splitlines()[0]
+        lines.append(f"Last problem: {first if len(first) <= 160 else first[:159] + '…'}")
     return lines
 
 

@@ -10,11 +10,8 @@ import math
 import re
 from typing import Any
 
-from huggingface_hub import SpaceHardware
-
 from .errors import ValidationError
 
-HARDWARE_FLAVORS: tuple[str, ...] = tuple(h.value for h in SpaceHardware)
 
 # Hub rules: ASCII letters, digits, '-', '_', '.'; no leading/trailing '-' or '.', no '--' or '..',
 # names up to 96 characters, not ending in '.git'.
@@ -74,8 +71,9 @@ def hardware(value: Any, field: str = "hardware") -> str:
     Spaces, or for Jobs): flavors.Catalog.check decides that where the target is known (add, submit,
     the worker); here only the shape is checked."""
     if not isinstance(value, str) or not _FLAVOR_NAME.fullmatch(value.strip()):
-        raise ValidationError(field, f"{show_value(value)} is not a hardware flavor name like t4-small; "
-                                     f"Space flavors: {', '.join(HARDWARE_FLAVORS)}")
+        # No list here: which flavors exist depends on the executor (flavors.Catalog.check lists them).
+        raise ValidationError(field, f"{show_value(value)} is not a hardware flavor name like t4-small "
+                                     f"(lowercase letters, digits, '.', '_' and '-')")
     return value.strip()
 
 

@@ -112,6 +112,7 @@ class Worker(BackgroundLoop):
         self._claim: ClaimSpec | None = None  # a claim whose answer has not arrived yet
         self._last_beat = time.monotonic()
         self._handing_over: str | None = None
+        self._retired_until = 0.0  # monotonic; see _switch
         self._forced: Action | None = None
         self._booted_at = time.monotonic()
         self._started = False
@@ -188,7 +189,7 @@ class Worker(BackgroundLoop):
         which the next boot finds in its environment and records (secrets survive restarts; they are not
         commits, and they cannot be read back through the API)."""
         if not (self.manages_hardware and not self.runs and self.journal.pending() and not self._stop.is_set()
-                and self._handing_over != self.policy.idle_flavor):
+                and self._handing_over != self.policy.idle_flavor and not self._retired()):
             return
         try:
             runtime = self.controller.runtime()
@@ -200,6 +201,8 @@ class Worker(BackgroundLoop):
                 self._say(f"{len(spilled)} unrecorded outcome(s) kept in the Space secret {SPILL_SECRET}")
             self._handing_over = self.policy.idle_flavor
             self.controller.downgrade()
+            if self.inside_space:
+                self._retired_until = time.monotonic() + self.policy.request_deadline_s
             self._say(f"released {runtime.hardware} while waiting for the commit quota")
         except Exception as exc:
             self._set(last_error=redact(f"could not release the hardware while waiting: {describe(exc)}"))
@@ -514,8 +517,9 @@ class Worker(BackgroundLoop):
         self.journal.put(outcome)
         with self._runs_lock:
             self.runs.pop(active.task.id, None)
-        active.run.log.write(f"ended after {wall:.1f}s: {_describe_outcome(outcome)}")
-        self._say(f"task {active.task.id}: {_describe_outcome(outcome)} after {wall:.1f}s")
+        said = _describe_outcome(outcome, active.task)
+        active.run.log.write(f"ended after {wall:.1f}s: {said}")
+        self._say(f"task {active.task.id}: {said} after {wall:.1f}s")
         self._run_ended.set()
         self._wake.set()
 
@@ -597,9 +601,11 @@ class Worker(BackgroundLoop):
         return settled.claimed
 
     def _recorded(self, task: Task, outcome: Outcome) -> None:
+        if outcome.status is not None:
+            # A run that ended by itself, even in failure: the Space is not crash-looping.
+            self._note_progress()
         if task.status is Status.DONE:
             self._set(done=self._status["done"] + 1)
-            self._note_progress()
         elif task.status is Status.FAILED and outcome.status is not None:
             self._set(failed=self._status["failed"] + 1, last_error=redact(f"{task.id}: {outcome.error}"))
         if task.is_terminal and task.status is not Status.CANCELLED and self.on_finish is not None:
@@ -662,6 +668,8 @@ class Worker(BackgroundLoop):
         and requests nothing."""
         if not (self.inside_space and self.manages_hardware and runtime.hardware):
             return True
+        if self._retired():
+            return False
         if self._accelerators is None:
             self._accelerators = probe_accelerators()
         flavor = self._space_flavors().flavors.get(runtime.hardware)
@@ -726,13 +734,25 @@ class Worker(BackgroundLoop):
             self._handing_over = None
             raise
         self._note_switch(flavor)
+        if self.inside_space:
+            # This process asked for its own replacement: from now on it is the old replica, whatever
+            # the runtime says later. A switch back (t4 -> cpu -> t4) while it still runs would
+            # otherwise make it look like the replica on the current flavor (same GPUs): it would run
+            # tasks, count boots and give the new replica's GPU back on its SIGTERM. If it is still
+            # alive after the request's deadline, the switch did not happen and it acts again.
+            self._retired_until = time.monotonic() + self.policy.request_deadline_s
         # On a Space this process is replaced by the restart; elsewhere, follow the change through.
         settled = self.controller.wait(lambda rt: rt.settled_on(flavor) or rt.stage in ERROR_STAGES,
                                        self.policy.request_deadline_s, should_stop=self._stop.is_set)
         if settled is not None and settled.settled_on(flavor):
             self._handing_over = None
             self._note_switch(None)
-            self._boot()
+            if not self.inside_space:
+                self._boot()
+
+    def _retired(self) -> bool:
+        """Inside a Space, after this replica asked for other hardware (see `_switch`)."""
+        return time.monotonic() < self._retired_until
 
     def release(self) -> None:
         """Give paid hardware back; retried until the Hub takes the request. A worker inside its own
@@ -748,7 +768,7 @@ class Worker(BackgroundLoop):
         while True:
             try:
                 runtime = self.controller.runtime()
-                if self.inside_space and (runtime.requested_hardware == self._handing_over
+                if self.inside_space and (self._retired() or runtime.requested_hardware == self._handing_over
                                           or not self._replica_ready(runtime)):
                     return
                 if runtime.requested_hardware in (idle, None) and not is_paid(runtime.hardware, idle):
@@ -784,7 +804,7 @@ class Worker(BackgroundLoop):
 
     def _release_quietly(self) -> None:
         """While steps keep failing: give paid hardware back if nothing runs on it."""
-        if self.runs or self.journal.pending() or not self.manages_hardware:
+        if self.runs or self.journal.pending() or not self.manages_hardware or self._retired():
             return
         try:
             runtime = self.controller.runtime()
@@ -895,12 +915,14 @@ def _permanent(exc: BaseException) -> bool:
     return status is not None and 400 <= status < 500 and status not in RETRY_STATUSES
 
 
-def _describe_outcome(outcome: Outcome) -> str:
+def _describe_outcome(outcome: Outcome, task: Task) -> str:
     if outcome.status is Status.DONE:
         return "done"
     if outcome.status is None:
         return f"stopped ({outcome.stop})"
-    word = "to retry" if outcome.status is Status.PENDING else "failed"
+    # A retry asked for on the last attempt is a failure: the queue records FAILED.
+    retried = outcome.status is Status.PENDING and task.attempts < task.max_attempts
+    word = f"to retry (attempt {task.attempts} of {task.max_attempts})" if retried else "failed"
     return f"{word}: {outcome.error}"
 
 

@@ -38,7 +38,7 @@ from scheduler.tasks import Task, new_task_id  # noqa: E402
 
 APP_DIR = Path(__file__).resolve().parent
 WAKE_DELAY_S = 2.0
-PERIODS_TTL_S = 15.0
+PERIODS_TTL_S = 5.0
 # Imported by load_gradio(), after the worker has started: on a Space that just booted onto a GPU,
 # importing gradio takes seconds that are billed, and the worker does not need it.
 gr = None

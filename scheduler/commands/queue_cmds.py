@@ -220,6 +220,10 @@ def read_task_file(path: Path, flavors=None) -> list[Task]:
     try:
         for row in reader:
             line = reader.line_num
+            if None in row:  # cells beyond the header's columns would be dropped without a word
+                width = len(reader.fieldnames)
+                raise UserError(f"{path} line {line}, column {width + 1}: expected {width} fields, found "
+                                f"{width + len(row[None])}")
             # As in tasks.csv: pandas' missing-value markers are empty cells, blank rows are no rows.
             row = {k: "" if v is None or schema.is_missing(v) else v for k, v in row.items() if k is not None}
             if not any(v.strip() for v in row.values()):

@@ -74,10 +74,13 @@ def settings_from_args(args):
     from huggingface_hub import get_token
 
     from ..settings import WorkerSettings
+    from .common import resolve_queue
 
     executor = "local" if args.hardware == "local" else args.executor
     overrides = {field: getattr(args, field) for field, _, _ in _FLAGS.values()}
-    overrides.update(queue=args.queue, callback=args.callback, executor=executor, space=args.space,
+    # As every other verb: OWNER/NAME is the Hub dataset, a folder is written ./NAME.
+    overrides.update(queue=resolve_queue(args.queue) if args.queue else None, callback=args.callback,
+                     executor=executor, space=args.space,
                      work_dir=args.work_dir, endpoint=args.endpoint or os.environ.get("HF_ENDPOINT") or None,
                      notify=args.notify,
                      token=args.token or os.environ.get("HF_TOKEN") or get_token())

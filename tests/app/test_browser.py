@@ -14,6 +14,8 @@ import subprocess
 import sys
 import threading
 import time
+
+import httpx
 import pytest
 
 from .browser import CHROMIUM, CHROMIUM_ARGS, DEMO_TOKEN, require_chromium, screenshot
@@ -22,15 +24,21 @@ from .conftest import ROOT, sigint_restored
 require_chromium()
 
 
+class Demo(str):
+    """The app's URL, with the address of the emulator's bill for the demo's Space."""
+
+    billing: str
+
+
 @pytest.fixture
 def demo(tmp_path):
-    """`space-scheduler demo` in the background; yields the app's URL; Ctrl-C at the end."""
+    """`space-scheduler demo` in the background; yields the app's URL (a Demo); Ctrl-C at the end."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen([sys.executable, "-m", "scheduler", "demo", "--data", str(tmp_path / "hub"),
                              "--boot-delay", "1", "--recipe", "numpy"], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, preexec_fn=sigint_restored)
     lines: list[str] = []
-    url = None
+    url = billing = None
     deadline = time.monotonic() + 240
     while url is None:
         line = proc.stdout.readline()
@@ -38,8 +46,11 @@ def demo(tmp_path):
             proc.kill()
             raise AssertionError("the demo did not print its URL:\n" + "".join(lines))
         lines.append(line)
+        found = re.search(r"billing at (http://\S+)", line)
+        billing = found.group(1) if found else billing
         found = re.search(r"Space is up: (http://\S+)", line)
-        url = found.group(1) if found else None
+        url = Demo(found.group(1)) if found else None
+    url.billing = billing
     # Keep reading: a full pipe would block the demo's status line, and with it the demo.
     rest: list[str] = []
     reader = threading.Thread(target=lambda: rest.extend(proc.stdout), daemon=True)
@@ -95,7 +106,7 @@ def row_of(page, task_id: str) -> str:
     from playwright.sync_api import Error as PlaywrightError
 
     try:
-        return page.evaluate(ROW_TEXT, [task_id, ["PENDING", "RUNNING", "DONE", "FAILED", "CANCELLED"]])
+        return page.evaluate(ROW_TEXT, [task_id, ["PENDING", "RUNNING", "DONE", "FAILED", "CANCELLED", "stopping"]])
     except PlaywrightError:  # the page is being replaced by a reload
         return ""
 
@@ -173,3 +184,69 @@ def test_a_task_submitted_in_the_browser_goes_pending_running_done_with_progress
     wait_for_row(page, task_id, "DONE", 180, "app-3-done.png")
     assert "t4-small" in row_of(page, task_id) and "demo" in row_of(page, task_id)
     assert DEMO_TOKEN not in page.content()
+
+    # A task that cannot run fails at once; a long one runs, is cancelled, shows stopping, then stops.
+    failing = submit(page, "demo/tiny-classifier", "demo/no-such-dataset", '{"epochs": 1}')
+    long = submit(page, "demo/tiny-classifier", "demo/reviews-mini", '{"epochs": 200000, "batch_size": 1}')
+    wait_for_row(page, long, "RUNNING", 180)
+    deadline = time.monotonic() + 60
+    while not re.search(rf"Training {long} on t4-small: \S+, \$[0-9.]+ so far", runtime := runtime_text(page)):
+        assert time.monotonic() < deadline, f"the runtime panel never said {long} was training: {runtime!r}"
+        page.wait_for_timeout(200)
+    screenshot(page, "app-4-training.png")
+    page.locator("#selected-task textarea, #selected-task input").first.fill(long)
+    clicked = time.monotonic()
+    page.locator("#cancel").click()
+    page.locator("#action-result").get_by_text("is stopping").wait_for(timeout=10_000)
+    wait_for_row(page, long, "CANCELLED", 30, "app-5-cancelled.png")
+    assert time.monotonic() - clicked <= 10.0, "a cancel from the page took more than 10 s to stop the run"
+
+    assert "FAILED" in row_of(page, failing)
+    page.locator("#selected-task textarea, #selected-task input").first.fill(failing)
+    detail = page.locator("#task-detail")
+    detail.get_by_text("Failed on attempt 1 of 3").wait_for(timeout=30_000)
+    assert "no-such-dataset" in detail.inner_text()
+    log = page.locator("#task-log")
+    assert "stored with the outcome" in log.inner_text() and log.locator("textarea").input_value().strip()
+    screenshot(page, "app-6-failed-detail.png")
+
+    # The page's bill is the emulator's, once the Space is back on free CPU and its periods are closed.
+    deadline = time.monotonic() + 120
+    while True:
+        billed = httpx.get(demo.billing, timeout=10).json()["totals"]["usd"]
+        shown = page.locator("#billed-usd").all_inner_texts()
+        shown_usd = float(shown[0].lstrip("$").replace(",", "")) if shown else 0.0
+        if "Idle on cpu-basic (free)" in runtime_text(page) and billed > 0 and abs(shown_usd - billed) <= 0.01 * billed:
+            break
+        assert time.monotonic() < deadline, f"the page shows {shown_usd}, the emulator billed {billed}"
+        page.wait_for_timeout(1000)
+    assert page.locator("#billing-timeline svg rect.period").count() >= 2
+    screenshot(page, "app-7-cost.png")
+
+
+def submit(page, model_id: str, dataset_id: str, params: str) -> str:
+    """Submit the form; the new task's id."""
+    page.locator("#field-model_id textarea, #field-model_id input").first.fill(model_id)
+    page.locator("#field-dataset_id textarea, #field-dataset_id input").first.fill(dataset_id)
+    page.locator("#field-params textarea").first.fill(params)
+    def said_id() -> str | None:
+        # The box may show a progress overlay over the previous answer meanwhile: only a new id counts.
+        found = re.search(r"Submitted task (\w+)", page.locator("#submit-result").inner_text())
+        return found.group(1) if found else None
+
+    before = said_id()
+    page.locator("#submit").click()
+    deadline = time.monotonic() + 60
+    while (task_id := said_id()) in (None, before):
+        assert time.monotonic() < deadline, "no answer to the submit"
+        page.wait_for_timeout(100)
+    return task_id
+
+
+def runtime_text(page) -> str:
+    from playwright.sync_api import Error as PlaywrightError
+
+    try:
+        return page.locator("#runtime").inner_text()
+    except PlaywrightError:  # the page is being replaced by a reload
+        return ""

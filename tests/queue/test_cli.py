@@ -52,6 +52,12 @@ def test_from_csv_adds_every_row_in_one_write_or_nothing(tmp_path, capsys):
     assert "line 3, column 3 (hardware)" in err and "gpu-9000" in err
     assert queue.store.read().data == before
 
+    wide = tmp_path / "wide.csv"
+    wide.write_text("model_id,dataset_id\nacme/f,acme/d\nacme/g,acme/d,extra\n")
+    code, out, err = run(capsys, "add", *q, "--from-csv", str(wide))
+    assert code == 2 and "line 3, column 3: expected 2 fields, found 3" in err
+    assert queue.store.read().data == before
+
 
 @pytest.mark.parametrize(
     "argv, words",

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from scheduler.cli import main
+from scheduler.cli import build_parser, main
 from scheduler.queue import TaskQueue
 from scheduler.tasks import Status, Task
 
@@ -155,3 +155,20 @@ def test_a_hardware_request_the_hub_refuses_backs_its_tasks_off_and_is_not_repea
     assert task.status is Status.FAILED and task.attempts == 2
     assert "the Hub refused a100-large" in task.error and "402" in task.error
     assert hf_api.get_space_runtime("demo/unpaid").hardware == "cpu-basic"
+
+
+def test_the_worker_names_its_queue_as_every_other_verb(monkeypatch, tmp_path):
+    """OWNER/NAME is the Hub dataset (as in `add` and the README), never a new local folder."""
+    from scheduler.commands.worker_cmd import settings_from_args
+    from scheduler.errors import UserError
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    parse = lambda *argv: build_parser().parse_args(["worker", *argv])  # noqa: E731
+    settings = settings_from_args(parse("--queue", "demo/my-queue", "--callback", "train.py:train"))
+    assert settings.queue == "hf://datasets/demo/my-queue"
+    assert settings_from_args(parse("--queue", "./q", "--callback", "t.py:f")).queue == str(tmp_path / "q")
+    with pytest.raises(UserError, match="ambiguous"):
+        settings_from_args(parse("--queue", "queue", "--callback", "t.py:f"))
+    assert not any(tmp_path.iterdir())
+

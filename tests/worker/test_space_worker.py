@@ -124,6 +124,25 @@ def test_during_a_switch_only_the_gpu_replica_runs_the_task_and_no_extra_boot_is
     assert task.id in rig.space_log()
 
 
+def test_a_switch_back_to_the_same_gpu_while_the_old_gpu_replica_still_runs_leaves_the_work_to_the_new_one(rig):
+    """t4 -> cpu -> t4 within the old t4 replica's overlap: that replica asked for its own replacement,
+    so it must not take the new one's tasks, count its boots, or give its GPU back as it stops."""
+    rig.emulator.set_rules("overlap=8")  # the old replica outlives the whole cpu-basic round trip
+    rig.start()
+    first = rig.add(params={"steps": 2})[0]
+    wait_for(lambda: rig.queue.get(first.id).status is Status.DONE, 60, "the first task")
+    wait_for(lambda: rig.runtime().requested_hardware == "cpu-basic", 30, "the GPU given back")
+    second = rig.add(params={"steps": 40, "sleep": 0.2})[0]  # still running when the old replica stops
+    rig.wait_all_final(120)
+    rig.wait_settled("cpu-basic")
+    second = rig.queue.get(second.id)
+    assert second.status is Status.DONE and second.attempts == 1, (second.status, second.attempts, second.error)
+    assert second.result["hardware"] == "t4-small"
+    log = rig.space_log()
+    # Only the decision of the replica that ran it gives the GPU back, once the task is done.
+    assert "released t4-small" not in log and "crash loop" not in log and "interrupted" not in log, log[-3000:]
+
+
 def test_a_slept_space_is_woken_by_an_add_that_knows_it_and_runs_the_task(rig):
     from scheduler import open_queue
 
