@@ -223,7 +223,7 @@ def describe_state(bill: dict, counts: dict[str, int], started: float) -> tuple[
     tasks = " ".join(f"{n} {s}" for s, n in counts.items() if n) or "no tasks"
     gpu = sum(bill["billed_seconds"].values())
     key = f"Space {bill['stage']} on {hardware}{target} | {tasks}"
-    return f"[{time.monotonic() - started:5.0f}s] {key} | GPU {gpu:.0f}s ${bill['total_cost_usd']:.4f}", key
+    return f"[{time.monotonic() - started:5.0f}s] {key} | GPU {gpu:.0f}s, billed ${bill['totals']['usd']:.4f}", key
 
 
 def summary(bill: dict, counts: dict[str, int]) -> str:
@@ -231,8 +231,8 @@ def summary(bill: dict, counts: dict[str, int]) -> str:
     return (f"Tasks done: {counts.get('DONE', 0)} of {sum(counts.values())}"
             + "".join(f", {n} {s}" for s, n in counts.items() if n and s != "DONE")
             + f"\nHardware changes: {bill['hardware_changes']}"
-            + f"\nGPU seconds billed: {gpu:.1f}"
-            + f"\nCost: ${bill['total_cost_usd']:.5f}"
+            + f"\nTime on paid hardware: {gpu:.1f}s, billed as {bill['totals']['billed_minutes']} started minute(s)"
+            + f"\nBilled: ${bill['totals']['usd']:.4f} (per started minute, as the Hub bills)"
             + f"\nHardware now: {bill['current']} (requested {bill['requested']}, stage {bill['stage']})")
 
 

@@ -31,9 +31,11 @@ def run_demo(tmp_path, *extra: str) -> str:
     assert "Tasks done: 3 of 3\n" in out
     assert "Hardware changes: 2\n" in out
     assert "Hardware now: cpu-basic (requested cpu-basic, stage RUNNING)" in out
-    gpu = float(re.search(r"GPU seconds billed: ([\d.]+)", out).group(1))
-    cost = float(re.search(r"Cost: \$([\d.]+)", out).group(1))
-    assert gpu > 0 and cost > 0
+    gpu = float(re.search(r"Time on paid hardware: ([\d.]+)s, billed as (\d+) started minute", out).group(1))
+    minutes = int(re.search(r"billed as (\d+) started minute", out).group(1))
+    billed = float(re.search(r"Billed: \$([\d.]+)", out).group(1))
+    # One boot onto t4-small for the burst: every started minute at $0.40/h.
+    assert gpu > 0 and minutes >= gpu / 60 and billed == pytest.approx(minutes * 0.40 / 60, abs=1e-4)
     assert "Space RUNNING on t4-small" in out  # the live status line saw the GPU
     log = (tmp_path / "hub" / "spaces-logs" / "demo--space-scheduler.log").read_text()
     assert log.count("Application Startup") == 3 and "hf_demo_local_emulator_token" not in log
