@@ -67,6 +67,8 @@ def resolve_queue(text: str) -> str:
     text = (text or "").strip()
     if not text:
         raise UserError("no queue given: pass --queue OWNER/NAME (a Hub dataset) or ./folder, or set SCHEDULER_QUEUE")
+    if text.startswith(HUB_PREFIX) and not text.startswith(f"{HUB_PREFIX}datasets/"):
+        raise UserError(f"queue {text!r}: a queue is a Hub dataset: hf://datasets/OWNER/NAME, or OWNER/NAME")
     if text.startswith((HUB_PREFIX, "memory://")):
         return text
     if text.startswith(FILE_PREFIX):

@@ -74,6 +74,8 @@ def test_owner_slash_name_is_a_hub_dataset_and_a_local_queue_is_a_path(typed, ex
     ("a/b/c", "ambiguous: write ./a/b/c for a local folder"),
     ("acme/bad name", "write ./acme/bad name for a local folder"),
     ("s3://bucket/q", "use OWNER/NAME or hf://datasets/OWNER/NAME"),
+    ("hf://models/acme/q", "a queue is a Hub dataset: hf://datasets/OWNER/NAME, or OWNER/NAME"),
+    ("hf://acme/q", "a queue is a Hub dataset"),
     ("", "no queue given"),
 ])
 def test_a_queue_name_that_is_neither_is_refused_with_the_forms_that_would_work(typed, words):
