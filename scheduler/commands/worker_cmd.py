@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
+import threading
 import time
 
 from ..errors import SchedulerError
@@ -94,7 +96,74 @@ def build_worker(args):
 
 
 def _say(message: str) -> None:
-    print(f"{time.strftime('%H:%M:%S')} worker: {message}", flush=True)
+    from tqdm import tqdm
+
+    # Through tqdm, so that a line never lands in the middle of a progress bar on a terminal.
+    tqdm.write(f"{time.strftime('%H:%M:%S')} worker: {message}", file=sys.stdout)
+    sys.stdout.flush()
+
+
+class RunProgress:
+    """The running tasks' progress while `space-scheduler worker` runs, from the progress the
+    callbacks report (`ctx.progress`): a tqdm bar per task on a terminal; elsewhere (logs, pipes) a
+    plain line each time a task passes another tenth. Reads the worker's status every `every_s`
+    seconds in a daemon thread; messages are redacted."""
+
+    def __init__(self, worker, stream=None, every_s: float = 0.5):
+        self.worker, self.every_s = worker, every_s
+        self.stream = stream or sys.stderr
+        self.terminal = bool(getattr(self.stream, "isatty", lambda: False)())
+        self._bars: dict = {}
+        self._tenths: dict[str, int] = {}
+        self._stop = threading.Event()
+
+    def start(self) -> "RunProgress":
+        threading.Thread(target=self._loop, daemon=True, name="space-scheduler-progress").start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        for bar in self._bars.values():
+            bar.close()
+        self._bars.clear()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.every_s):
+            try:
+                self.tick()
+            except Exception:  # a progress display must never take the worker down
+                pass
+
+    def tick(self) -> None:
+        from ..callbacks import read_progress
+        from ..redact import redact
+
+        running = [run["task"] for run in self.worker.status().get("runs") or []]
+        for task_id in running:
+            progress = read_progress(task_id, self.worker.work_dir) or {}
+            fraction = max(0.0, min(1.0, float(progress.get("fraction") or 0.0)))
+            message = redact(str(progress.get("message") or ""))
+            if self.terminal:
+                self._bar(task_id, fraction, message)
+            elif int(fraction * 10) > self._tenths.get(task_id, -1):
+                self._tenths[task_id] = int(fraction * 10)
+                _say(f"task {task_id}: {fraction:.0%} {message}".rstrip())
+        for task_id in set(self._bars) - set(running):
+            self._bars.pop(task_id).close()
+
+    def _bar(self, task_id: str, fraction: float, message: str) -> None:
+        from tqdm import tqdm
+
+        bar = self._bars.get(task_id)
+        if bar is None:
+            # A terminal that reports no size (0x0) would make tqdm draw nothing; shutil falls back to 80x24.
+            size = shutil.get_terminal_size()
+            bar = self._bars[task_id] = tqdm(total=100, desc=task_id, file=self.stream, leave=False,
+                                              ncols=size.columns, nrows=size.lines,
+                                              bar_format="{desc} {percentage:3.0f}%|{bar}| {elapsed} {postfix}")
+        bar.n = round(fraction * 100)
+        bar.set_postfix_str(message, refresh=False)
+        bar.refresh()
 
 
 def cmd_worker(args) -> int:
@@ -106,10 +175,13 @@ def cmd_worker(args) -> int:
     worker.install_signal_handlers()
     _say(f"{worker.id} ({worker.executor.name} executor) on {worker.controller!r}, "
          f"queue {worker.queue.store.describe()}")
+    progress = RunProgress(worker).start()
     try:
         worker.run(once=args.once, until_idle=args.until_idle)
     except HfHubHTTPError as exc:
         raise SchedulerError(f"the worker stopped: {describe(exc)}") from None
+    finally:
+        progress.stop()
     status = worker.status()
     _say(f"stopped ({status.get('stop_reason') or status.get('reason')}); "
          f"{status['done']} task(s) done, {status['failed']} failed")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -171,4 +172,40 @@ def test_the_worker_names_its_queue_as_every_other_verb(monkeypatch, tmp_path):
     with pytest.raises(UserError, match="ambiguous"):
         settings_from_args(parse("--queue", "queue", "--callback", "t.py:f"))
     assert not any(tmp_path.iterdir())
+
+
+def test_a_local_worker_shows_each_running_tasks_progress_as_plain_lines_off_a_terminal(tmp_path):
+    queue = TaskQueue.open(str(tmp_path / "q"))
+    task = queue.add(Task.new("acme/m", "acme/d", "t4-small", params={"steps": 8, "sleep": 0.4}))
+    done = subprocess.run([sys.executable, "-m", "scheduler", "worker", "--queue", str(tmp_path / "q"),
+                           "--executor", "local", "--callback", f"{CALLBACKS}:ok", "--until-idle", "--poll", "0.2",
+                           "--work-dir", str(tmp_path / "work")],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 0, done.stdout + done.stderr
+    shown = [int(p) for p in re.findall(rf"task {task.id}: (\d+)% step \d+/8", done.stdout)]
+    assert len(shown) >= 2 and shown == sorted(shown) and len(set(shown)) == len(shown), done.stdout
+
+
+def test_on_a_terminal_the_progress_is_a_bar_per_running_task(tmp_path):
+    import io
+
+    from scheduler.callbacks import TaskFiles, write_json_atomic
+    from scheduler.commands.worker_cmd import RunProgress
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    class Running:  # what RunProgress reads of a worker: its status and its work dir
+        work_dir = tmp_path
+
+        def status(self):
+            return {"runs": [{"task": "T1"}]}
+
+    write_json_atomic(TaskFiles(tmp_path, "T1").progress, {"fraction": 0.5, "message": "epoch 2/4"})
+    screen = Terminal()
+    view = RunProgress(Running(), stream=screen)
+    view.tick()
+    assert "T1" in screen.getvalue() and " 50%|" in screen.getvalue() and "epoch 2/4" in screen.getvalue()
+    view.stop()
 
