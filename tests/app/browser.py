@@ -32,3 +32,15 @@ def require_chromium() -> None:
     if not Path(CHROMIUM).exists() and not os.environ.get("CI"):
         pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium); CI installs it and fails without it",
                     allow_module_level=True)
+
+
+def visible_toasts(page) -> list[str]:
+    """The texts of Gradio's toasts (info, warning, error) shown on the page now."""
+    from playwright.sync_api import Error as PlaywrightError
+
+    try:
+        return page.evaluate("""() => [...document.querySelectorAll("[data-testid='toast-body'], .toast-body")]
+            .filter(e => e.offsetParent !== null && getComputedStyle(e).display !== 'none').map(e => e.innerText)""")
+    except PlaywrightError:  # the page is being replaced by its own reload
+        return []
+

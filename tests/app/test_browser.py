@@ -18,7 +18,7 @@ import time
 import httpx
 import pytest
 
-from .browser import CHROMIUM, CHROMIUM_ARGS, DEMO_TOKEN, require_chromium, screenshot
+from .browser import CHROMIUM, CHROMIUM_ARGS, DEMO_TOKEN, require_chromium, screenshot, visible_toasts
 from .conftest import ROOT, sigint_restored
 
 require_chromium()
@@ -120,6 +120,8 @@ def wait_for_row(page, task_id: str, status: str, timeout: float, shot: str | No
     from playwright.sync_api import Error as PlaywrightError
 
     while status not in (text := row_of(page, task_id)):
+        # The Space restarts onto its GPU and back: a plain note at most, never Gradio's red error.
+        assert not any("Connection" in toast for toast in visible_toasts(page)), visible_toasts(page)
         if text != last:
             last, quiet_since = text, time.monotonic()
         elif time.monotonic() - quiet_since > 1:

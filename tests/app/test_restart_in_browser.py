@@ -11,25 +11,22 @@ import time
 
 from scheduler.tasks import Task
 
-from .browser import CHROMIUM, CHROMIUM_ARGS, require_chromium, screenshot
+from .browser import CHROMIUM, CHROMIUM_ARGS, require_chromium, screenshot, visible_toasts
 
 require_chromium()
-
-VISIBLE_TOASTS = """() => [...document.querySelectorAll("[data-testid='toast-body'], .toast-body")]
-    .filter(e => e.offsetParent !== null && getComputedStyle(e).display !== 'none').map(e => e.innerText)"""
 
 
 def _state(page) -> dict:
     from playwright.sync_api import Error as PlaywrightError
 
     try:
-        return page.evaluate("""(toasts) => ({
-            toasts: eval(toasts)(),
+        state = page.evaluate("""() => ({
             note: (document.getElementById('restart-note') || {}).innerText || '',
             selected: (document.querySelector('#selected-task textarea, #selected-task input') || {}).value || '',
-            detail: (document.querySelector('#task-detail') || {}).innerText || ''})""", VISIBLE_TOASTS)
+            detail: (document.querySelector('#task-detail') || {}).innerText || ''})""")
     except PlaywrightError:  # the page is being replaced by its own reload
-        return {"toasts": [], "note": "", "selected": "", "detail": ""}
+        state = {"note": "", "selected": "", "detail": ""}
+    return {**state, "toasts": visible_toasts(page)}
 
 
 def test_a_restart_shows_a_plain_note_instead_of_an_error_and_the_page_comes_back_where_it_was(start_app, tmp_path):

@@ -36,12 +36,13 @@ SKIPPED = {
     "pip install -e '.[dev]'": "installs this package with its test extras; the test runs from them",
     "python -m pytest -q": "runs this test suite, which would run this test again",
     "hf auth login": "signs in to huggingface.co (no internet here); against the emulator HF_TOKEN is the login",
+    "space-scheduler demo --submit 3 --until-idle": "run with these flags by tests/app/test_demo.py, with each recipe",
 }
 # Commands that serve until Ctrl-C: what they print (or answer) once they are up.
 SERVERS = {
     "space-scheduler demo": re.compile(r"Space is up: (http://\S+)"),
     "space-scheduler emulator": re.compile(r"Hub emulator on http://"),
-    "space-scheduler worker": re.compile(r"worker: \S+ on "),
+    "space-scheduler worker": re.compile(r"worker: \S+ \(\w+ executor\) on "),
 }
 UP_TIMEOUT_S = 180.0
 STOP_TIMEOUT_S = 30.0
