@@ -105,7 +105,7 @@ HEAD = """<script>
         note();
       }
     }
-  }).observe(document.documentElement, {childList: true, subtree: true});
+  }).observe(document.documentElement, {childList: true, subtree: true, characterData: true});
 })();
 </script>"""
 

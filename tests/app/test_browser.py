@@ -226,23 +226,42 @@ def test_a_task_submitted_in_the_browser_goes_pending_running_done_with_progress
     screenshot(page, "app-7-cost.png")
 
 
+ROWS_WITH = """(text) => [...document.querySelectorAll('#queue-table [role=row]')]
+    .map(row => row.innerText).filter(t => t.includes(text)).map(t => t.split(/\\s/)[0])"""
+
+
 def submit(page, model_id: str, dataset_id: str, params: str) -> str:
-    """Submit the form; the new task's id."""
-    page.locator("#field-model_id textarea, #field-model_id input").first.fill(model_id)
-    page.locator("#field-dataset_id textarea, #field-dataset_id input").first.fill(dataset_id)
-    page.locator("#field-params textarea").first.fill(params)
+    """Submit the form; the new task's id. The Space restarts onto a task's GPU soon after a submit,
+    and the page then reloads itself: a form filled or sent in that moment is gone with the old page
+    (the task stored or not). Then the table says whether the task was stored, else it is sent again."""
+    from playwright.sync_api import Error as PlaywrightError
+
     def said_id() -> str | None:
         # The box may show a progress overlay over the previous answer meanwhile: only a new id counts.
         found = re.search(r"Submitted task (\w+)", page.locator("#submit-result").inner_text())
         return found.group(1) if found else None
 
-    before = said_id()
-    page.locator("#submit").click()
-    deadline = time.monotonic() + 60
-    while (task_id := said_id()) in (None, before):
-        assert time.monotonic() < deadline, "no answer to the submit"
-        page.wait_for_timeout(100)
-    return task_id
+    known = set(page.evaluate(ROWS_WITH, dataset_id))
+    for _ in range(3):
+        try:
+            page.wait_for_selector("#field-model_id", timeout=60_000)
+            page.locator("#field-model_id textarea, #field-model_id input").first.fill(model_id)
+            page.locator("#field-dataset_id textarea, #field-dataset_id input").first.fill(dataset_id)
+            page.locator("#field-params textarea").first.fill(params)
+            before = said_id()
+            page.locator("#submit").click()
+            deadline = time.monotonic() + 20
+            while (task_id := said_id()) in (None, before) and time.monotonic() < deadline:
+                page.wait_for_timeout(100)
+            if task_id not in (None, before):
+                return task_id
+        except PlaywrightError:  # the page was replaced under the test
+            pass
+        page.wait_for_timeout(3000)  # the reloaded page reads the queue
+        stored = set(page.evaluate(ROWS_WITH, dataset_id)) - known
+        if stored:
+            return stored.pop()
+    pytest.fail(f"the form never answered a submit of {model_id} on {dataset_id}")
 
 
 def runtime_text(page) -> str:
