@@ -12,6 +12,8 @@ from scheduler.recipes.errors import DatasetError, ModelError, ParamError
 from scheduler.recipes.params import CAUSAL_LM, CLASSIFICATION
 from scheduler.recipes.tiny import FAMILIES, make_family_model, make_rows, make_tokenizer
 
+from .helpers import needs_training
+
 # family -> (can classify, decoder, head named by the saved checkpoint)
 ABILITIES = {"bert": (True, False, None), "distilbert": (True, False, None), "roberta": (True, False, None),
              "deberta-v2": (True, False, None), "gpt2": (True, True, CAUSAL_LM), "llama": (True, True, CAUSAL_LM),
@@ -30,12 +32,14 @@ def configs():
     return out
 
 
+@needs_training
 @pytest.mark.parametrize("family", sorted(ABILITIES))
 def test_each_family_can_do_what_its_architecture_allows(family, configs):
     found = abilities(configs[family])
     assert (found.can_classify, found.decoder, found.head) == ABILITIES[family]
 
 
+@needs_training
 def test_a_bert_saved_as_a_causal_lm_decoder_is_one_only_with_is_decoder(configs):
     config = configs["bert"]
     config.architectures = ["BertLMHeadModel"]

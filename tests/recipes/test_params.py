@@ -8,6 +8,8 @@ from scheduler.errors import NonRetryable
 from scheduler.recipes.errors import ParamError
 from scheduler.recipes.params import BY_NAME, CAUSAL_LM, CLASSIFICATION, read_params
 
+from .helpers import needs_training
+
 
 def test_defaults_and_values_given_as_json_or_as_text():
     params = read_params({"epochs": "2", "learning_rate": "1e-3", "lora": "true", "private": "no",
@@ -75,6 +77,7 @@ def test_lora_target_modules_forms():
     assert read_params({"lora": False})["lora"] is None
 
 
+@needs_training  # the optimizer names are transformers' own
 def test_optimizers_are_checked_before_anything_is_loaded():
     from scheduler.recipes.fit import check_optim
 
