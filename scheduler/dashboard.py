@@ -563,7 +563,7 @@ def runtime_lines(summary: dict, prices: Mapping[str, float]) -> list[str]:
             lines.append(f"Idle on {hardware} (free).")
         else:
             lines.append("Starting: reading the Space's hardware.")
-    if summary["last_error"]:
+    if summary["last_error"].strip():
         first = summary["last_error"].strip().splitlines()[0]
         lines.append(f"Last problem: {first if len(first) <= 160 else first[:159] + '…'}")
     return lines
