@@ -104,21 +104,24 @@ class Catalog:
         return flavor
 
 
-_cache: dict[tuple[str, str], tuple[float, Catalog]] = {}
+_cache: dict[tuple[str, str], tuple[float, Catalog]] = {}  # key -> (monotonic expiry, catalog)
 _cache_lock = threading.Lock()
 CACHE_S = 3600.0
+# After a failed fetch the fallback table serves this long: the page's refresh and the worker's steps
+# read the catalog every few seconds, and each fetch may wait out an outage for up to 20 s.
+FALLBACK_CACHE_S = 60.0
 
 
 def catalog(api, kind: str = "spaces") -> Catalog:
-    """The flavors `kind` offers, from the Hub (cached an hour per endpoint), else the fallback table.
-    `api`: an HfApi, or None for the fallback table alone."""
+    """The flavors `kind` offers, from the Hub (cached an hour per endpoint), else the fallback table
+    (for a minute, then the Hub is asked again). `api`: an HfApi, or None for the fallback table alone."""
     method, fallback = KINDS[kind]
     if api is None:
         return Catalog(kind, dict(fallback), "fallback")
     key = (getattr(api, "endpoint", ""), kind)
     with _cache_lock:
         cached = _cache.get(key)
-        if cached is not None and time.monotonic() - cached[0] < CACHE_S:
+        if cached is not None and time.monotonic() < cached[0]:
             return cached[1]
     from . import hub
 
@@ -126,10 +129,13 @@ def catalog(api, kind: str = "spaces") -> Catalog:
     try:
         listed = hub.with_retries(getattr(api, method), method.replace("_", " "), deadline_s=20)
     except Exception:
-        return Catalog(kind, dict(fallback), "fallback")  # never cached: the next call asks the Hub again
+        offline = Catalog(kind, dict(fallback), "fallback")
+        with _cache_lock:
+            _cache[key] = (time.monotonic() + FALLBACK_CACHE_S, offline)
+        return offline
     found = Catalog(kind, {info.name: _flavor(info, fallback.get(info.name)) for info in listed}, "hub")
     with _cache_lock:
-        _cache[key] = (time.monotonic(), found)
+        _cache[key] = (time.monotonic() + CACHE_S, found)
     return found
 
 

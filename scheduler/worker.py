@@ -112,7 +112,7 @@ class Worker(BackgroundLoop):
         self._claim: ClaimSpec | None = None  # a claim whose answer has not arrived yet
         self._last_beat = time.monotonic()
         self._handing_over: str | None = None
-        self._retired_until = 0.0  # monotonic; see _switch
+        self._retired_until = 0.0  # monotonic; see _retire
         self._forced: Action | None = None
         self._booted_at = time.monotonic()
         self._started = False
@@ -201,8 +201,7 @@ class Worker(BackgroundLoop):
                 self._say(f"{len(spilled)} unrecorded outcome(s) kept in the Space secret {SPILL_SECRET}")
             self._handing_over = self.policy.idle_flavor
             self.controller.downgrade()
-            if self.inside_space:
-                self._retired_until = time.monotonic() + self.policy.request_deadline_s
+            self._retire()
             self._say(f"released {runtime.hardware} while waiting for the commit quota")
         except Exception as exc:
             self._set(last_error=redact(f"could not release the hardware while waiting: {describe(exc)}"))
@@ -734,13 +733,7 @@ class Worker(BackgroundLoop):
             self._handing_over = None
             raise
         self._note_switch(flavor)
-        if self.inside_space:
-            # This process asked for its own replacement: from now on it is the old replica, whatever
-            # the runtime says later. A switch back (t4 -> cpu -> t4) while it still runs would
-            # otherwise make it look like the replica on the current flavor (same GPUs): it would run
-            # tasks, count boots and give the new replica's GPU back on its SIGTERM. If it is still
-            # alive after the request's deadline, the switch did not happen and it acts again.
-            self._retired_until = time.monotonic() + self.policy.request_deadline_s
+        self._retire()
         # On a Space this process is replaced by the restart; elsewhere, follow the change through.
         settled = self.controller.wait(lambda rt: rt.settled_on(flavor) or rt.stage in ERROR_STAGES,
                                        self.policy.request_deadline_s, should_stop=self._stop.is_set)
@@ -750,8 +743,17 @@ class Worker(BackgroundLoop):
             if not self.inside_space:
                 self._boot()
 
+    def _retire(self) -> None:
+        """Inside a Space, after asking for other hardware: this process asked for its own
+        replacement, so it is the old replica from now on, whatever the runtime says later. A switch
+        back (t4 -> cpu -> t4) while it still runs would otherwise make it look like the replica on
+        the current flavor (same GPUs): it would run tasks, count boots and give the new replica's
+        GPU back on its SIGTERM. Still alive after the request's deadline, the switch did not happen
+        and it acts again."""
+        if self.inside_space:
+            self._retired_until = time.monotonic() + self.policy.request_deadline_s
+
     def _retired(self) -> bool:
-        """Inside a Space, after this replica asked for other hardware (see `_switch`)."""
         return time.monotonic() < self._retired_until
 
     def release(self) -> None:
